@@ -8,8 +8,9 @@ bad input the same way.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from .policy import (
     DOCKER,

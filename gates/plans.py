@@ -12,9 +12,9 @@ The thresholds live on the plan objects below; the functions read them and nothi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 from .facts import format_feature_gates, parse_bool, parse_feature_gates
 from .policy import (
@@ -257,13 +257,20 @@ def _proposal_cri_optional(p: ProposalPlan, d: _Draft, docker_ok: bool) -> Decis
         d.flags[FLAG_ENABLE_CRI] = "false"
     cri_on = _flag_bool(d.flags, FLAG_ENABLE_CRI, True)
     if not cri_on:
-        d.reason(Code.CRI_DISABLED, "--enable-cri=false: the legacy dockertools integration keeps PID namespaces isolated.")
+        d.reason(
+            Code.CRI_DISABLED, "--enable-cri=false: the legacy dockertools integration keeps PID namespaces isolated."
+        )
         return d.finish(ISOLATED, DOCKERTOOLS, _already_isolated())
-    d.reason(Code.CRI_DEFAULT, f"Kubelet {d.facts.kubelet_version} runs Docker through the CRI (dockershim) by default.")
+    d.reason(
+        Code.CRI_DEFAULT, f"Kubelet {d.facts.kubelet_version} runs Docker through the CRI (dockershim) by default."
+    )
     if not docker_ok:
         _docker_too_old(d, p.docker_shared_min)
         return d.finish(ISOLATED, CRI, _already_isolated())
-    d.reason(Code.DOCKER_SHARES_PID, f"Docker {d.facts.runtime_version} supports a shared PID namespace, so dockershim shares it.")
+    d.reason(
+        Code.DOCKER_SHARES_PID,
+        f"Docker {d.facts.runtime_version} supports a shared PID namespace, so dockershim shares it.",
+    )
     rollback = Rollback(
         True,
         ROLLBACK_KUBELET_FLAG,
@@ -287,7 +294,10 @@ def _proposal_cri_mandatory(p: ProposalPlan, d: _Draft, docker_ok: bool) -> Deci
         if d.intent == SHARED:
             d.block(Code.DOCKER_TOO_OLD, f"Sharing needs Docker {p.docker_shared_min} or newer.")
         return d.finish(ISOLATED, CRI, _already_isolated())
-    d.reason(Code.DOCKER_SHARES_PID, f"Docker {d.facts.runtime_version} supports a shared PID namespace, so dockershim shares it.")
+    d.reason(
+        Code.DOCKER_SHARES_PID,
+        f"Docker {d.facts.runtime_version} supports a shared PID namespace, so dockershim shares it.",
+    )
     downgrade = (
         f"Isolation needs a downgrade: the kubelet to {p.cri_default[0]}.{p.cri_default[1]} with "
         f"--enable-cri=false, or Docker below {p.docker_shared_min}."
@@ -389,7 +399,10 @@ def _upstream_shared_pid_flag(p: UpstreamPlan, d: _Draft) -> Decision:
     if default_disabled:
         d.reason(Code.SHARED_PID_OPT_IN, f"--{FLAG_DISABLE_SHARED_PID}=false opts this node into sharing.")
     else:
-        d.reason(Code.SHARED_PID_DEFAULT, f"Kubelet {kubelet.line_label} shares the PID namespace by default with Docker {p.docker_shared_min}+.")
+        d.reason(
+            Code.SHARED_PID_DEFAULT,
+            f"Kubelet {kubelet.line_label} shares the PID namespace by default with Docker {p.docker_shared_min}+.",
+        )
     rollback = Rollback(
         True,
         ROLLBACK_KUBELET_FLAG,
@@ -402,7 +415,8 @@ def _upstream_shared_pid_flag(p: UpstreamPlan, d: _Draft) -> Decision:
 def _docker_too_old_upstream(p: UpstreamPlan, d: _Draft) -> None:
     d.reason(
         Code.DOCKER_TOO_OLD,
-        f"Docker {d.facts.runtime_version} is older than {p.docker_shared_min}, which the kubelet needs to share PID namespaces.",
+        f"Docker {d.facts.runtime_version} is older than {p.docker_shared_min}, "
+        "which the kubelet needs to share PID namespaces.",
     )
 
 
@@ -413,11 +427,12 @@ def _upstream_per_pod(p: UpstreamPlan, d: _Draft) -> Decision:
     if FLAG_DISABLE_SHARED_PID in d.flags:
         d.warn(
             Code.SHARED_PID_FLAG_IGNORED,
-            f"--{FLAG_DISABLE_SHARED_PID} was removed in {p.pod_share_beta[0]}.{p.pod_share_beta[1]} and has no effect.",
+            f"--{FLAG_DISABLE_SHARED_PID} was removed in {p.pod_share_beta[0]}.{p.pod_share_beta[1]} "
+            "and has no effect.",
         )
-    if d.intent == ISOLATED and not gate_locked and _gate(d.flags, GATE_POD_SHARE_PROCESS_NAMESPACE) is not False:
-        if d.facts.runtime_version >= p.docker_shared_min:
-            d.flags[FLAG_FEATURE_GATES] = _with_gate(d.flags, GATE_POD_SHARE_PROCESS_NAMESPACE, False)
+    gate_may_turn_off = not gate_locked and _gate(d.flags, GATE_POD_SHARE_PROCESS_NAMESPACE) is not False
+    if d.intent == ISOLATED and gate_may_turn_off and d.facts.runtime_version >= p.docker_shared_min:
+        d.flags[FLAG_FEATURE_GATES] = _with_gate(d.flags, GATE_POD_SHARE_PROCESS_NAMESPACE, False)
     gate = _gate(d.flags, GATE_POD_SHARE_PROCESS_NAMESPACE)
     if gate is False and gate_locked:
         d.warn(
@@ -427,12 +442,17 @@ def _upstream_per_pod(p: UpstreamPlan, d: _Draft) -> Decision:
     if d.intent == SHARED:
         d.block(Code.PER_POD_ONLY, "Sharing is chosen per pod (spec.shareProcessNamespace), not per node.")
     if gate is False and not gate_locked:
-        d.reason(Code.POD_SHARE_GATE_DISABLED, f"{GATE_POD_SHARE_PROCESS_NAMESPACE}=false: no pod can share its PID namespace.")
+        d.reason(
+            Code.POD_SHARE_GATE_DISABLED,
+            f"{GATE_POD_SHARE_PROCESS_NAMESPACE}=false: no pod can share its PID namespace.",
+        )
         return d.finish(ISOLATED, CRI, _already_isolated())
     if d.facts.runtime_version < p.docker_shared_min:
         _docker_too_old_upstream(p, d)
         return d.finish(ISOLATED, CRI, _already_isolated())
-    d.reason(Code.PER_POD_SHARING, f"Kubelet {kubelet.line_label} lets each pod choose with spec.shareProcessNamespace.")
+    d.reason(
+        Code.PER_POD_SHARING, f"Kubelet {kubelet.line_label} lets each pod choose with spec.shareProcessNamespace."
+    )
     if gate_locked:
         if d.intent == ISOLATED:
             d.block(Code.PER_POD_ONLY, f"{GATE_POD_SHARE_PROCESS_NAMESPACE} is GA and cannot be turned off per node.")
@@ -446,7 +466,9 @@ def _upstream_per_pod(p: UpstreamPlan, d: _Draft) -> Decision:
         rollback = Rollback(
             True,
             ROLLBACK_KUBELET_FLAG,
-            MappingProxyType({**d.flags, FLAG_FEATURE_GATES: _with_gate(d.flags, GATE_POD_SHARE_PROCESS_NAMESPACE, False)}),
+            MappingProxyType(
+                {**d.flags, FLAG_FEATURE_GATES: _with_gate(d.flags, GATE_POD_SHARE_PROCESS_NAMESPACE, False)}
+            ),
             f"Turn the {GATE_POD_SHARE_PROCESS_NAMESPACE} gate off to stop every pod from sharing.",
         )
     return d.finish(PER_POD, CRI, rollback)

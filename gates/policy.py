@@ -6,9 +6,10 @@ them, so a code is never renamed; new ones may be added.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from .versions import DockerVersion, KubeVersion, Version
 

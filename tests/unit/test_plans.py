@@ -7,7 +7,16 @@ from gates.plans import decide
 from gates.policy import Code
 
 
-def dec(kubelet, docker="1.12.6", flags=None, *, plan="proposal", intent="default", runtime="docker", pause="k8s.gcr.io/pause:3.1"):
+def dec(
+    kubelet,
+    docker="1.12.6",
+    flags=None,
+    *,
+    plan="proposal",
+    intent="default",
+    runtime="docker",
+    pause="k8s.gcr.io/pause:3.1",
+):
     facts = parse_facts(
         {
             "kubelet_version": kubelet,
@@ -160,7 +169,14 @@ UPSTREAM_ROWS = [
     ("v1.10.0", "17.03.1-ce", {}, "isolated", "cri", Code.ISOLATED_PID_DEFAULT),
     ("v1.11.3", "17.03.1-ce", {"docker-disable-shared-pid": "false"}, "shared", "cri", Code.SHARED_PID_OPT_IN),
     ("v1.12.0", "17.03.1-ce", {}, "per-pod", "cri", Code.PER_POD_SHARING),
-    ("v1.16.0", "18.06.0-ce", {"feature-gates": "PodShareProcessNamespace=false"}, "isolated", "cri", Code.POD_SHARE_GATE_DISABLED),
+    (
+        "v1.16.0",
+        "18.06.0-ce",
+        {"feature-gates": "PodShareProcessNamespace=false"},
+        "isolated",
+        "cri",
+        Code.POD_SHARE_GATE_DISABLED,
+    ),
     ("v1.17.0", "18.06.0-ce", {}, "per-pod", "cri", Code.PER_POD_SHARING),
     ("v1.12.0", "1.12.6", {}, "isolated", "cri", Code.DOCKER_TOO_OLD),
 ]
@@ -218,7 +234,9 @@ def test_upstream_112_to_116_isolated_by_turning_the_gate_off():
 
 
 def test_upstream_117_gate_is_locked():
-    d = dec("v1.17.0", "19.03.1", {"feature-gates": "PodShareProcessNamespace=false"}, plan="upstream", intent="isolated")
+    d = dec(
+        "v1.17.0", "19.03.1", {"feature-gates": "PodShareProcessNamespace=false"}, plan="upstream", intent="isolated"
+    )
     assert Code.POD_SHARE_GATE_LOCKED in codes(d.warnings)
     assert Code.PER_POD_ONLY in codes(d.blockers)
     assert d.pid_namespace == "per-pod" and d.rollback.method == "unsupported"
@@ -245,10 +263,19 @@ def test_upstream_17_ignores_enable_cri_false():
         ({"runtime_version": "1.12.6"}, "kubelet_version"),
         ({"kubelet_version": "v1.6.4"}, "runtime_version"),
         ({"kubelet_version": "v1.6.4", "runtime_version": "1.12.6", "container_runtime": "lxc"}, "container_runtime"),
-        ({"kubelet_version": "v1.6.4", "runtime_version": "1.12.6", "kubelet_flags": {"enable-cri": "maybe"}}, "kubelet_flags"),
+        (
+            {"kubelet_version": "v1.6.4", "runtime_version": "1.12.6", "kubelet_flags": {"enable-cri": "maybe"}},
+            "kubelet_flags",
+        ),
         ({"kubelet_version": "v1.6.4", "runtime_version": "1.12.6", "kubelet_flags": ["enable-cri"]}, "kubelet_flags"),
-        ({"kubelet_version": "v1.6.4", "runtime_version": "1.12.6", "kubelet_flags": {"feature-gates": "X"}}, "kubelet_flags"),
-        ({"kubelet_version": "v1.6.4", "runtime_version": "1.12.6", "kubelet_flags": {"Bad Name": "1"}}, "kubelet_flags"),
+        (
+            {"kubelet_version": "v1.6.4", "runtime_version": "1.12.6", "kubelet_flags": {"feature-gates": "X"}},
+            "kubelet_flags",
+        ),
+        (
+            {"kubelet_version": "v1.6.4", "runtime_version": "1.12.6", "kubelet_flags": {"Bad Name": "1"}},
+            "kubelet_flags",
+        ),
         ({"kubelet_version": "v1.6.4", "runtime_version": "1.12.6", "pause_image": "not an image"}, "pause_image"),
     ],
 )
@@ -259,7 +286,9 @@ def test_bad_facts_name_the_field(raw, field):
 
 
 def test_flags_are_normalised():
-    facts = parse_facts({"kubelet_version": "v1.6.4", "runtime_version": "1.12.6", "kubelet_flags": {"--enable-cri": False}})
+    facts = parse_facts(
+        {"kubelet_version": "v1.6.4", "runtime_version": "1.12.6", "kubelet_flags": {"--enable-cri": False}}
+    )
     assert dict(facts.kubelet_flags) == {"enable-cri": "false"}
 
 

@@ -86,8 +86,24 @@ def test_docker_vendor_builds_equal_their_release(a, b):
 
 @pytest.mark.parametrize(
     "text",
-    ["", "   ", "latest", "1", "1.", "a.b.c", "1.2.3.4", "1.2.3-", "1.2.3+", "1.2.3 beta", "1.2.3-be ta",
-     "１.２.３", "1.2.99999999", "v", "1.2.3_4", "x" * 200],
+    [
+        "",
+        "   ",
+        "latest",
+        "1",
+        "1.",
+        "a.b.c",
+        "1.2.3.4",
+        "1.2.3-",
+        "1.2.3+",
+        "1.2.3 beta",
+        "1.2.3-be ta",
+        "１.２.３",
+        "1.2.99999999",
+        "v",
+        "1.2.3_4",
+        "x" * 200,
+    ],
 )
 def test_garbage_is_a_clear_version_error(text):
     with pytest.raises(VersionError) as excinfo:

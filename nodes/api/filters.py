@@ -1,0 +1,43 @@
+"""Filters for the node list: cluster, runtime, modes, kubelet minor, labels."""
+
+import django_filters
+from django.db.models.fields.json import KeyTransform
+from rest_framework.exceptions import ValidationError
+
+from ..models import ContainerRuntime, Mechanism, Node, ObservedPidNamespace, PidNamespace, RollbackMethod
+
+
+class NodeFilter(django_filters.FilterSet):
+    cluster = django_filters.CharFilter(field_name="cluster__name", help_text="Cluster name.")
+    container_runtime = django_filters.ChoiceFilter(choices=ContainerRuntime.choices)
+    pid_namespace = django_filters.ChoiceFilter(choices=PidNamespace.choices, help_text="Decided mode.")
+    observed_pid_namespace = django_filters.ChoiceFilter(choices=ObservedPidNamespace.choices)
+    mechanism = django_filters.ChoiceFilter(choices=[c for c in Mechanism.choices if c[0]])
+    rollback_method = django_filters.ChoiceFilter(choices=[c for c in RollbackMethod.choices if c[0]])
+    kubelet_minor = django_filters.CharFilter(help_text="Kubelet release line, e.g. 1.6.")
+    shared_blocker = django_filters.CharFilter()
+    isolated_blocker = django_filters.CharFilter()
+    managed = django_filters.BooleanFilter()
+    reachable = django_filters.BooleanFilter()
+    name = django_filters.CharFilter(lookup_expr="icontains")
+    label = django_filters.CharFilter(
+        method="filter_label",
+        help_text="key=value (label equals) or key (label present). Repeat the parameter to combine.",
+    )
+
+    class Meta:
+        model = Node
+        fields = []
+
+    def filter_label(self, queryset, name, value):
+        for index, term in enumerate(self.request.query_params.getlist("label") if self.request else [value]):
+            key, sep, label_value = term.partition("=")
+            key = key.strip()
+            if not key or len(key) > 317:
+                raise ValidationError({"label": [f"{term[:80]!r} must be key=value or key"]})
+            if sep:
+                alias = f"_label_{index}"
+                queryset = queryset.alias(**{alias: KeyTransform(key, "labels")}).filter(**{alias: label_value})
+            else:
+                queryset = queryset.filter(labels__has_key=key)
+        return queryset

@@ -1,0 +1,106 @@
+"""How a node's facts become its decision, and the decision columns stored for SQL.
+
+The decision itself is computed on demand (it is pure and cheap); a few of its results are kept
+on the node so that lists filter and summaries aggregate in SQL. Services call
+:func:`decision_columns` whenever facts or the cluster's plan change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from gates.facts import FactsError, parse_facts
+from gates.plans import decide
+from gates.policy import INTENT_DEFAULT, ISOLATED, SHARED, Decision
+from gates.versions import VersionError, parse_kube_version
+
+UNKNOWN = "unknown"
+
+
+def facts_of(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "kubelet_version": values.get("kubelet_version") or "",
+        "container_runtime": values.get("container_runtime") or "docker",
+        "runtime_version": values.get("runtime_version") or "",
+        "kubelet_flags": values.get("kubelet_flags") or {},
+        "pause_image": values.get("pause_image") or "",
+    }
+
+
+def node_decision(values: Mapping[str, Any], plan: str, intent: str = INTENT_DEFAULT) -> tuple[Decision | None, str]:
+    """The decision for a node's facts, or (None, why it cannot be decided)."""
+    facts = facts_of(values)
+    if not facts["kubelet_version"]:
+        return None, "the kubelet version is not known yet"
+    try:
+        return decide(parse_facts(facts), plan, intent), ""
+    except FactsError as exc:
+        return None, str(exc)
+
+
+def decision_columns(values: Mapping[str, Any], plan: str) -> dict[str, str]:
+    """The stored decision columns for a node's facts under ``plan``."""
+    facts = facts_of(values)
+    return dict(
+        _columns_cached(
+            facts["kubelet_version"],
+            facts["container_runtime"],
+            facts["runtime_version"],
+            json.dumps(facts["kubelet_flags"], sort_keys=True),
+            facts["pause_image"],
+            plan,
+        )
+    )
+
+
+@lru_cache(maxsize=65536)
+def _columns_cached(kubelet, runtime, runtime_version, flags_json, pause, plan) -> tuple[tuple[str, str], ...]:
+    values = {
+        "kubelet_version": kubelet,
+        "container_runtime": runtime,
+        "runtime_version": runtime_version,
+        "kubelet_flags": json.loads(flags_json),
+        "pause_image": pause,
+    }
+    try:
+        minor = parse_kube_version(kubelet).line_label if kubelet else ""
+    except VersionError:
+        minor = ""
+    current, error = node_decision(values, plan)
+    if current is None:
+        columns = {
+            "kubelet_minor": minor,
+            "pid_namespace": UNKNOWN,
+            "mechanism": "",
+            "rollback_method": "",
+            "shared_blocker": "",
+            "isolated_blocker": "",
+            "decision_error": error[:500],
+        }
+    else:
+        to_shared, _ = node_decision(values, plan, SHARED)
+        to_isolated, _ = node_decision(values, plan, ISOLATED)
+        columns = {
+            "kubelet_minor": minor,
+            "pid_namespace": current.pid_namespace,
+            "mechanism": current.mechanism,
+            "rollback_method": current.rollback.method,
+            "shared_blocker": to_shared.blockers[0].code if to_shared.blockers else "",
+            "isolated_blocker": to_isolated.blockers[0].code if to_isolated.blockers else "",
+            "decision_error": "",
+        }
+    return tuple(columns.items())
+
+
+DECISION_COLUMNS = (
+    "kubelet_minor",
+    "pid_namespace",
+    "mechanism",
+    "rollback_method",
+    "shared_blocker",
+    "isolated_blocker",
+    "decision_error",
+)

@@ -1,0 +1,66 @@
+"""Reads of the inventory: lists for the API and dashboard, and SQL-aggregated summaries."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+from django.db.models import Count, QuerySet
+
+from .models import Cluster, Node
+
+SUMMARY_DIMENSIONS = {
+    "by_pid_namespace": "pid_namespace",
+    "by_mechanism": "mechanism",
+    "by_observed_pid_namespace": "observed_pid_namespace",
+    "by_rollback_method": "rollback_method",
+    "blockers_to_shared": "shared_blocker",
+    "blockers_to_isolated": "isolated_blocker",
+}
+
+
+def node_list(*, cluster: Cluster | None = None) -> QuerySet[Node]:
+    """Nodes with their cluster, for lists of any size (one query per page)."""
+    qs = Node.objects.select_related("cluster")
+    if cluster is not None:
+        qs = qs.filter(cluster=cluster)
+    return qs
+
+
+def fleet_summary(*, nodes: QuerySet[Node] | None = None) -> dict[str, Any]:
+    """Counts of nodes by decided mode, mechanism, observed mode, rollback method and blocker,
+    for the whole fleet and per cluster.
+
+    Two queries whatever the fleet size: one GROUP BY over every dimension at once, one for
+    the clusters' names and plans.
+    """
+    nodes = Node.objects.all() if nodes is None else nodes
+    columns = list(SUMMARY_DIMENSIONS.values())
+    rows = nodes.order_by().values("cluster_id", *columns).annotate(n=Count("id"))
+    totals: dict[str, Counter] = {key: Counter() for key in SUMMARY_DIMENSIONS}
+    per_cluster: dict[int, dict[str, Counter]] = defaultdict(lambda: {key: Counter() for key in SUMMARY_DIMENSIONS})
+    cluster_totals: Counter = Counter()
+    for row in rows:
+        n = row["n"]
+        cluster_totals[row["cluster_id"]] += n
+        for key, column in SUMMARY_DIMENSIONS.items():
+            value = row[column]
+            if key.startswith("blockers_") and not value:
+                continue
+            label = value or "none"
+            totals[key][label] += n
+            per_cluster[row["cluster_id"]][key][label] += n
+    clusters = Cluster.objects.filter(pk__in=list(cluster_totals)).order_by("name").values("id", "name", "plan")
+    return {
+        "total": sum(cluster_totals.values()),
+        **{key: dict(sorted(counter.items())) for key, counter in totals.items()},
+        "clusters": [
+            {
+                "name": c["name"],
+                "plan": c["plan"],
+                "total": cluster_totals[c["id"]],
+                **{key: dict(sorted(counter.items())) for key, counter in per_cluster[c["id"]].items()},
+            }
+            for c in clusters
+        ],
+    }

@@ -1,0 +1,24 @@
+"""Health check and the landing page."""
+
+from django.db import connection
+from django.http import JsonResponse
+from django.shortcuts import render
+
+
+def healthz(request):
+    """Liveness and database readiness. No authentication, no details beyond ok/failing."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+        database = "ok"
+    except Exception:  # any failure to reach the database means not ready
+        database = "failing"
+    healthy = database == "ok"
+    return JsonResponse(
+        {"status": "ok" if healthy else "failing", "checks": {"database": database}}, status=200 if healthy else 503
+    )
+
+
+def home(request):
+    return render(request, "home.html")
