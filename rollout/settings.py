@@ -5,6 +5,7 @@ server. Production sets ``DATABASE_URL`` (PostgreSQL), ``CELERY_BROKER_URL`` (Re
 ``SECRET_KEY`` and ``ALLOWED_HOSTS``.
 """
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -130,10 +131,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env("STATIC_ROOT", str(VAR_DIR / "static")))
-try:
+# A read-only deployment collects static files elsewhere.
+with contextlib.suppress(OSError):
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-except OSError:  # a read-only deployment collects static files elsewhere
-    pass
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
 # Serve app static files (API docs assets) straight from the apps: no collectstatic step needed.
 WHITENOISE_USE_FINDERS = True
