@@ -23,8 +23,10 @@ lint: $(BIN)/.installed
 schema: $(BIN)/.installed
 	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 
+# pytest exits 5 when it collects no tests: that is a failure too.
 test: lint schema
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/bench_decide.py

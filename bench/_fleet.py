@@ -1,0 +1,46 @@
+"""A synthetic fleet for the benchmarks: realistic version mixes, deterministic."""
+
+import random
+
+KUBELETS = [
+    "v1.5.7",
+    "v1.6.4",
+    "v1.6.9+coreos.0",
+    "v1.6.2-gke.0",
+    "v1.7.3",
+    "v1.7.0-beta.2",
+    "v1.8.4",
+    "v1.9.3",
+    "v1.10.5",
+    "v1.11.3",
+    "v1.12.2",
+    "v1.17.0",
+]
+DOCKERS = ["1.11.2", "1.12.0-rc4", "1.12.6", "1.13.1", "1.13.1-cs9", "17.03.1-ce", "17.06.2-ce", "18.06.1-ce"]
+FLAGS = [
+    {},
+    {"enable-cri": "false"},
+    {"enable-cri": "true"},
+    {"docker-disable-shared-pid": "false"},
+    {"feature-gates": "PodShareProcessNamespace=true"},
+]
+PAUSES = ["gcr.io/google_containers/pause-amd64:3.0", "k8s.gcr.io/pause-amd64:3.1", ""]
+
+
+def fleet_rows(n: int, clusters: list[str], seed: int = 7) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        rows.append(
+            {
+                "cluster": clusters[i % len(clusters)],
+                "name": f"node-{i:06d}",
+                "kubelet_version": rng.choice(KUBELETS),
+                "container_runtime": "docker" if rng.random() < 0.95 else "cri-o",
+                "runtime_version": rng.choice(DOCKERS),
+                "kubelet_flags": rng.choice(FLAGS),
+                "pause_image": rng.choice(PAUSES),
+                "labels": {"pool": rng.choice(["general", "gpu", "infra"]), "zone": rng.choice("abc")},
+            }
+        )
+    return rows
