@@ -7,9 +7,9 @@ from gates.api.serializers import DecisionSerializer
 from rollout.events import actor_of
 
 from .. import services
-from ..decisions import node_decision
+from ..decisions import DECISION_COLUMNS, node_decision
 from ..models import Cluster, Node
-from ..validation import NORMALIZERS, check_runtime_version, normalize_labels
+from ..validation import NODE_FIELDS, NORMALIZERS, check_runtime_version, normalize_labels
 
 
 def _normalized(field_name):
@@ -43,55 +43,26 @@ class ClusterSerializer(serializers.ModelSerializer):
         return services.cluster_update(actor=actor_of(self.context["request"]), cluster=instance, **validated_data)
 
 
+# Observed by audits or derived from the facts: never written through the API.
+_READ_ONLY = [
+    "observed_pid_namespace",
+    "reachable",
+    "last_audit_at",
+    "audit_error",
+    *DECISION_COLUMNS,
+    "created_at",
+    "updated_at",
+]
+
+
 class NodeSerializer(serializers.ModelSerializer):
     cluster = serializers.SlugRelatedField(slug_field="name", queryset=Cluster.objects.all())
     plan = serializers.CharField(source="cluster.plan", read_only=True)
 
     class Meta:
         model = Node
-        fields = [
-            "id",
-            "cluster",
-            "plan",
-            "name",
-            "labels",
-            "docker_endpoint",
-            "managed",
-            "kubelet_version",
-            "container_runtime",
-            "runtime_version",
-            "docker_api_version",
-            "kubelet_flags",
-            "pause_image",
-            "observed_pid_namespace",
-            "reachable",
-            "last_audit_at",
-            "audit_error",
-            "kubelet_minor",
-            "pid_namespace",
-            "mechanism",
-            "rollback_method",
-            "shared_blocker",
-            "isolated_blocker",
-            "decision_error",
-            "created_at",
-            "updated_at",
-        ]
-        read_only_fields = [
-            "observed_pid_namespace",
-            "reachable",
-            "last_audit_at",
-            "audit_error",
-            "kubelet_minor",
-            "pid_namespace",
-            "mechanism",
-            "rollback_method",
-            "shared_blocker",
-            "isolated_blocker",
-            "decision_error",
-            "created_at",
-            "updated_at",
-        ]
+        fields = ["id", "cluster", "plan", *(f for f in NODE_FIELDS if f != "cluster"), *_READ_ONLY]
+        read_only_fields = _READ_ONLY
 
     validate_name = _normalized("name")
     validate_labels = _normalized("labels")
