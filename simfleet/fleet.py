@@ -1,0 +1,199 @@
+"""A simulated fleet: one Engine API endpoint per node on loopback, and the kubelet stand-ins.
+
+``Fleet`` runs on an asyncio loop; ``FleetThread`` runs one in a background thread for tests,
+benchmarks and the ``simfleet`` command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+import secrets
+import shutil
+import socket
+import ssl
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from .engines import FakeEngine, RealEngine
+from .node import SimNode
+from .server import NodeServer
+from .spec import FleetSpec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DOCKER_URL = "unix:///run/pidns-docker.sock"
+ENGINES = ("fake", "real")
+
+
+def _raise_open_files_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class Fleet:
+    def __init__(
+        self,
+        spec: FleetSpec,
+        engine: str = "fake",
+        root: Path | None = None,
+        host: str = "127.0.0.1",
+        docker_url: str = DEFAULT_DOCKER_URL,
+        ssl_context: ssl.SSLContext | None = None,
+        sync_interval: float = 0.5,
+    ):
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}")
+        self.spec = spec
+        self.engine = engine
+        self.host = host
+        self.docker_url = docker_url
+        self.ssl_context = ssl_context
+        self.sync_interval = sync_interval
+        self.fleet_id = f"simfleet-{secrets.token_hex(4)}"
+        self._own_root = root is None
+        self.root = Path(root or tempfile.mkdtemp(prefix="simfleet-"))
+        self.nodes: list[SimNode] = []
+        self._servers: list[asyncio.base_events.Server] = []
+        self._closed_sockets: list[socket.socket] = []
+        self._sync_task: asyncio.Task | None = None
+        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="simfleet-kubelet")
+        self._api = None
+
+    def _real_api(self):
+        import docker
+
+        from .images import ensure_image, ensure_tag
+
+        api = docker.APIClient(base_url=self.docker_url, version="auto", timeout=60)
+        ensure_image(api)
+        for pause in {n.pause_image for n in self.spec.nodes}:
+            ensure_tag(api, pause)
+        return api
+
+    async def start(self) -> None:
+        _raise_open_files_limit()
+        loop = asyncio.get_running_loop()
+        if self.engine == "real":
+            self._api = await loop.run_in_executor(self._executor, self._real_api)
+        for node_spec in self.spec.nodes:
+            node = SimNode(node_spec, self.root / node_spec.cluster / node_spec.name)
+            node.backend = RealEngine(node, self._api, self.fleet_id) if self.engine == "real" else FakeEngine(node)
+            if node_spec.faults.unreachable:
+                # A bound port nobody listens on: connections are refused.
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.bind((self.host, 0))
+                self._closed_sockets.append(sock)
+                node.port = sock.getsockname()[1]
+            else:
+                server = await asyncio.start_server(
+                    NodeServer(node).handle, self.host, 0, ssl=self.ssl_context, backlog=256
+                )
+                self._servers.append(server)
+                node.port = server.sockets[0].getsockname()[1]
+            self.nodes.append(node)
+        await self.sync_all()
+        self._sync_task = asyncio.create_task(self._sync_loop())
+
+    async def sync_all(self) -> None:
+        if self.engine == "fake":
+            for node in self.nodes:
+                node.kubelet_sync()
+            return
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self._executor, n.kubelet_sync) for n in self.nodes))
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.sync_interval)
+            try:
+                await self.sync_all()
+            except Exception:  # a stand-in failure must not stop the fleet; log it and go on
+                log.exception("kubelet stand-in pass failed")
+
+    def endpoint(self, node: SimNode) -> str:
+        return f"tcp://{self.host}:{node.port}"
+
+    def node(self, cluster: str, name: str) -> SimNode:
+        for node in self.nodes:
+            if node.spec.cluster == cluster and node.spec.name == name:
+                return node
+        raise KeyError(f"{cluster}/{name}")
+
+    async def stop(self) -> None:
+        if self._sync_task:
+            self._sync_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sync_task
+        for server in self._servers:
+            server.close()
+        for sock in self._closed_sockets:
+            sock.close()
+        if self.engine == "real":
+            loop = asyncio.get_running_loop()
+            await asyncio.gather(
+                *(loop.run_in_executor(self._executor, n.backend.close) for n in self.nodes), return_exceptions=True
+            )
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._own_root:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+class FleetThread:
+    """A fleet served from a background thread: ``start()`` returns once every endpoint answers."""
+
+    def __init__(self, spec: FleetSpec, **options):
+        self.fleet = Fleet(spec, **options)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="simfleet", daemon=True)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self.fleet.start())
+        except BaseException as exc:  # reported to the starting thread
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self.loop.run_forever()
+
+    def start(self, timeout: float = 120) -> FleetThread:
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError("the simulated fleet did not start in time")
+        if self._error:
+            raise self._error
+        return self
+
+    def call(self, coroutine, timeout: float = 120):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def run(self, fn, *args):
+        """Run a plain function on the fleet's loop (so it does not race the stand-ins)."""
+
+        async def wrapper():
+            return fn(*args)
+
+        return self.call(wrapper())
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                self.call(self.fleet.stop(), timeout=120)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=30)
+
+    def __enter__(self) -> Fleet:
+        self.start()
+        return self.fleet
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

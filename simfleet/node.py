@@ -1,0 +1,100 @@
+"""One simulated node: its host files, its engine backend, and a kubelet stand-in.
+
+The node's "host" is a directory: the kubelet's pidns configuration lives in
+``<root>/etc/kubernetes/pidns`` (the drop-in, the kubelet version, the restart request), so the
+real helper script, run in a container with that directory mounted, sees what it would see on a
+real node. The kubelet stand-in reads the drop-in, decides the PID-namespace mode with the same
+engine the service uses, and (re)creates the node's pods in that mode.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from gates.facts import parse_facts
+from gates.plans import decide
+from nodes.drivers.dropin import DROPIN_NAME, RESTART_NAME, VERSION_NAME, DropinError, parse_dropin, render_dropin
+
+from .spec import NodeSpec
+
+KUBELET_DIR = "/etc/kubernetes/pidns"
+
+
+class SimNode:
+    """State shared by the HTTP front, the engine backend and the kubelet stand-in."""
+
+    def __init__(self, spec: NodeSpec, root: Path):
+        self.spec = spec
+        self.root = root
+        self.kubelet_dir = root / KUBELET_DIR.lstrip("/")
+        self.kubelet_dir.mkdir(parents=True, exist_ok=True)
+        (self.kubelet_dir / VERSION_NAME).write_text(spec.kubelet_version + "\n")
+        (self.kubelet_dir / DROPIN_NAME).write_text(render_dropin(spec.kubelet_flags))
+        self.backend = None  # set by the fleet
+        self.port = 0
+        self.restart_seen: str | None = None
+        self.effective_mode: str | None = None
+        self.restarts = 0
+        self.lock = threading.Lock()
+
+    @property
+    def key(self) -> str:
+        return f"{self.spec.cluster}/{self.spec.name}"
+
+    def host_path(self, node_path: str) -> Path:
+        """Where a path on the node's host lives on this machine."""
+        return self.root / node_path.lstrip("/")
+
+    def flags(self) -> dict[str, str]:
+        try:
+            return parse_dropin((self.kubelet_dir / DROPIN_NAME).read_text())
+        except (OSError, DropinError):
+            return {}
+
+    def desired_mode(self) -> str:
+        """The mode the kubelet gives pods with the current flags (per-pod pods do not opt in)."""
+        facts = parse_facts(
+            {
+                "kubelet_version": self.spec.kubelet_version,
+                "runtime_version": self.spec.docker_version,
+                "kubelet_flags": self.flags(),
+                "pause_image": self.spec.pause_image,
+            }
+        )
+        mode = decide(facts, self.spec.plan).pid_namespace
+        return "shared" if mode == "shared" else "isolated"
+
+    def _restart_marker(self) -> str:
+        try:
+            return (self.kubelet_dir / RESTART_NAME).read_text()
+        except OSError:
+            return ""
+
+    def kubelet_sync(self) -> None:
+        """One pass of the stand-in: restart on request, and keep every pod running in its mode.
+
+        Like the kubelet, a pod whose sandbox died is recreated whole (its containers died with
+        the sandbox's PID namespace). A restart applies the drop-in's flags, and pods in another
+        mode are recreated; a node whose fault says verification never converges keeps its
+        pods as they were.
+        """
+        with self.lock:
+            marker = self._restart_marker()
+            restarted = self.restart_seen is not None and marker != self.restart_seen
+            self.restart_seen = marker
+            if self.effective_mode is None or (restarted and not self.spec.faults.verify_never_converges):
+                self.effective_mode = self.desired_mode()
+            if restarted:
+                self.restarts += 1
+            pods = self.backend.pod_states()
+            present = {p.name for p in pods}
+            for pod in pods:
+                wrong_mode = pod.mode not in ("unknown", self.effective_mode)
+                if not pod.sandbox_running or wrong_mode:
+                    self.backend.remove_pod(pod.sandbox_id)
+                    self.backend.create_pod(pod.name, self.effective_mode)
+            for index in range(self.spec.pods):
+                name = f"{self.spec.name}-pod-{index}"
+                if name not in present:
+                    self.backend.create_pod(name, self.effective_mode)
