@@ -55,6 +55,24 @@ class RollbackMethod(models.TextChoices):
     NONE = "", "not decided"
 
 
+class DockerCredential(models.Model):
+    """TLS material for reaching Docker engines over ``tcp://``: a CA to verify the engine, and
+    optionally a client certificate and key. The key is write-only: no API or page returns it."""
+
+    name = models.CharField(max_length=63, unique=True, validators=[FieldValidator("cluster_name")])
+    ca_cert = models.TextField(help_text="PEM CA certificate(s) that sign the engines' server certificates.")
+    client_cert = models.TextField(blank=True, help_text="PEM client certificate, for engines that require one.")
+    client_key = models.TextField(blank=True, help_text="PEM client key. Never shown again.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Cluster(models.Model):
     """A Kubernetes cluster. Its ``plan`` says which rollout plan decides its nodes."""
 
@@ -62,6 +80,14 @@ class Cluster(models.Model):
     plan = models.CharField(max_length=16, choices=Plan.choices, default=Plan.PROPOSAL)
     description = models.TextField(blank=True, max_length=2000)
     labels = models.JSONField(default=dict, blank=True, validators=[FieldValidator("labels")])
+    docker_credential = models.ForeignKey(
+        DockerCredential,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="clusters",
+        help_text="Default TLS credentials for the cluster's nodes.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -85,6 +111,17 @@ class Node(models.Model):
     labels = models.JSONField(default=dict, blank=True, validators=[FieldValidator("labels")])
     docker_endpoint = models.CharField(max_length=255, blank=True, validators=[FieldValidator("docker_endpoint")])
     managed = models.BooleanField(default=True, help_text="Whether rollouts may change this node.")
+    docker_credential = models.ForeignKey(
+        DockerCredential,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="nodes",
+        help_text="TLS credentials for this node (else the cluster's).",
+    )
+    docker_insecure = models.BooleanField(
+        default=False, help_text="Allow plain HTTP to a non-loopback tcp:// endpoint (no TLS). Avoid."
+    )
 
     kubelet_version = models.CharField(max_length=128, blank=True, validators=[FieldValidator("kubelet_version")])
     container_runtime = models.CharField(
@@ -100,6 +137,11 @@ class Node(models.Model):
     reachable = models.BooleanField(null=True, default=None)
     last_audit_at = models.DateTimeField(null=True, blank=True)
     audit_error = models.TextField(blank=True)
+    audit_error_code = models.CharField(max_length=32, blank=True)
+    drift = models.BooleanField(default=False, db_index=True, help_text="The last audit saw something unexpected.")
+    drift_details = models.JSONField(default=list, blank=True)
+    audit_lease = models.ForeignKey("Audit", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    audit_lease_until = models.DateTimeField(null=True, blank=True)
 
     kubelet_minor = models.CharField(max_length=16, blank=True, db_index=True)
     pid_namespace = models.CharField(
@@ -130,3 +172,74 @@ class Node(models.Model):
             "kubelet_flags": self.kubelet_flags,
             "pause_image": self.pause_image,
         }
+
+
+class AuditStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+AUDIT_ACTIVE_STATES = (AuditStatus.QUEUED, AuditStatus.RUNNING)
+AUDIT_FINAL_STATES = (AuditStatus.SUCCEEDED, AuditStatus.FAILED)
+
+
+class Audit(models.Model):
+    """One reading of the fleet (or of one cluster) from the nodes themselves.
+
+    Transitions: queued -> running -> succeeded | failed. A running audit whose heartbeat
+    stops (its worker died) is put back to queued by the reconciler and resumes; nodes already
+    observed by it are not read again. Per-node failures (unreachable, too old) do not fail the
+    audit: they are results.
+    """
+
+    status = models.CharField(max_length=16, choices=AuditStatus.choices, default=AuditStatus.QUEUED, db_index=True)
+    requested_by = models.CharField(max_length=200)
+    cluster = models.ForeignKey(Cluster, null=True, blank=True, on_delete=models.CASCADE, related_name="audits")
+    concurrency = models.PositiveIntegerField(default=20)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    drifted = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"audit {self.pk} ({self.status})"
+
+
+class NodeObservation(models.Model):
+    """What one audit saw on one node: the facts, the observed mode, any error, and drift."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="observations")
+    audit = models.ForeignKey(Audit, null=True, blank=True, on_delete=models.SET_NULL, related_name="observations")
+    observed_at = models.DateTimeField(db_index=True)
+    reachable = models.BooleanField()
+    error_code = models.CharField(max_length=32, blank=True)
+    error = models.TextField(blank=True)
+    facts = models.JSONField(default=dict, blank=True)
+    observed_pid_namespace = models.CharField(
+        max_length=16, choices=ObservedPidNamespace.choices, default=ObservedPidNamespace.UNKNOWN
+    )
+    drift = models.BooleanField(default=False)
+    drift_details = models.JSONField(default=list, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-observed_at", "-id"]
+        indexes = [models.Index(fields=["node", "-observed_at"], name="observation_node_time")]
+        constraints = [
+            models.UniqueConstraint(fields=["audit", "node"], name="observation_once_per_audit"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.node_id} @ {self.observed_at:%Y-%m-%d %H:%M:%S}"

@@ -21,7 +21,7 @@ SUMMARY_DIMENSIONS = {
 
 def node_list(*, cluster: Cluster | None = None) -> QuerySet[Node]:
     """Nodes with their cluster, for lists of any size (one query per page)."""
-    qs = Node.objects.select_related("cluster")
+    qs = Node.objects.select_related("cluster", "docker_credential")
     if cluster is not None:
         qs = qs.filter(cluster=cluster)
     return qs

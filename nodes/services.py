@@ -14,7 +14,7 @@ from gates.policy import PLANS
 from rollout.events import event_record
 
 from .decisions import DECISION_COLUMNS, decision_columns
-from .models import Cluster, Node
+from .models import Cluster, DockerCredential, Node
 from .validation import (
     DEFAULTS,
     FACT_FIELDS,
@@ -26,7 +26,15 @@ from .validation import (
 
 Progress = Callable[[str, int, int], None]
 
-NODE_SNAPSHOT_FIELDS = ("name", "labels", "docker_endpoint", "managed", *FACT_FIELDS, "docker_api_version")
+NODE_SNAPSHOT_FIELDS = (
+    "name",
+    "labels",
+    "docker_endpoint",
+    "managed",
+    "docker_insecure",
+    *FACT_FIELDS,
+    "docker_api_version",
+)
 CLUSTER_FIELDS = ("name", "plan", "description", "labels")
 MAX_REPORTED_ERRORS = 1000
 
@@ -42,11 +50,14 @@ class InventoryError(Exception):
 def node_snapshot(node: Node) -> dict[str, Any]:
     data = {f: getattr(node, f) for f in NODE_SNAPSHOT_FIELDS}
     data["cluster"] = node.cluster.name
+    data["docker_credential"] = node.docker_credential.name if node.docker_credential_id else None
     return data
 
 
 def cluster_snapshot(cluster: Cluster) -> dict[str, Any]:
-    return {f: getattr(cluster, f) for f in CLUSTER_FIELDS}
+    data = {f: getattr(cluster, f) for f in CLUSTER_FIELDS}
+    data["docker_credential"] = cluster.docker_credential.name if cluster.docker_credential_id else None
+    return data
 
 
 def _apply_decision(node: Node, plan: str) -> None:
@@ -79,7 +90,7 @@ def cluster_update(*, actor: str, cluster: Cluster, **changes: Any) -> Cluster:
     """Change a cluster. A new plan re-decides every node of the cluster."""
     before = cluster_snapshot(cluster)
     for field_name, value in changes.items():
-        if field_name not in CLUSTER_FIELDS:
+        if field_name not in (*CLUSTER_FIELDS, "docker_credential"):
             raise InventoryError({field_name: ["this field cannot be changed"]})
         setattr(cluster, field_name, value)
     cluster.save()
@@ -134,6 +145,51 @@ def cluster_refresh_decisions(*, cluster: Cluster, batch_size: int = 2000) -> in
     return count
 
 
+# --- credentials ---------------------------------------------------------------------------------
+
+
+def credential_snapshot(credential: DockerCredential) -> dict[str, Any]:
+    """What the audit log keeps of a credential: never the key."""
+    return {
+        "name": credential.name,
+        "has_client_cert": bool(credential.client_cert),
+        "has_client_key": bool(credential.client_key),
+    }
+
+
+@transaction.atomic
+def credential_save(*, actor: str, credential: DockerCredential | None = None, **values: Any) -> DockerCredential:
+    """Create a credential, or change one (a key left out keeps the stored key)."""
+    before = credential_snapshot(credential) if credential else None
+    credential = credential or DockerCredential()
+    for field_name, value in values.items():
+        setattr(credential, field_name, value)
+    credential.save()
+    event_record(
+        actor=actor,
+        verb="update" if before else "create",
+        object_type="credential",
+        object_id=credential.pk,
+        object_repr=credential.name,
+        before=before,
+        after=credential_snapshot(credential),
+    )
+    return credential
+
+
+@transaction.atomic
+def credential_delete(*, actor: str, credential: DockerCredential) -> None:
+    before = credential_snapshot(credential)
+    pk = credential.pk
+    try:
+        credential.delete()
+    except ProtectedError:
+        raise InventoryError({"credential": [f"credential {credential.name} is in use"]}) from None
+    event_record(
+        actor=actor, verb="delete", object_type="credential", object_id=pk, object_repr=before["name"], before=before
+    )
+
+
 # --- nodes ---------------------------------------------------------------------------------------
 
 
@@ -159,7 +215,7 @@ def node_update(*, actor: str, node: Node, **changes: Any) -> Node:
     """Change a node; facts or a move to another cluster re-decide it."""
     before = node_snapshot(node)
     for field_name, value in changes.items():
-        if field_name not in (*NODE_SNAPSHOT_FIELDS, "cluster"):
+        if field_name not in (*NODE_SNAPSHOT_FIELDS, "cluster", "docker_credential"):
             raise InventoryError({field_name: ["this field cannot be changed"]})
         setattr(node, field_name, value)
     _apply_decision(node, node.cluster.plan)

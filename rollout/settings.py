@@ -215,6 +215,20 @@ CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 600)
 CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 900)
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# One place for every periodic schedule (run one beat process).
+CELERY_BEAT_SCHEDULE = {
+    "audit-fleet": {"task": "nodes.tasks.audit_scheduled", "schedule": float(envint("PIDNS_AUDIT_INTERVAL", 900))},
+    "reconcile": {"task": "nodes.tasks.reconcile", "schedule": float(envint("PIDNS_RECONCILE_INTERVAL", 30))},
+}
+
+# Talking to nodes.
+PIDNS_DRIVER_TIMEOUT = float(env("PIDNS_DRIVER_TIMEOUT", "10"))
+PIDNS_KUBELET_DIR = env("PIDNS_KUBELET_DIR", "/etc/kubernetes/pidns")
+PIDNS_AUDIT_CONCURRENCY = envint("PIDNS_AUDIT_CONCURRENCY", 20)
+PIDNS_AUDIT_LEASE_SECONDS = envint("PIDNS_AUDIT_LEASE_SECONDS", 300)
+PIDNS_AUDIT_STALE_SECONDS = envint("PIDNS_AUDIT_STALE_SECONDS", 120)
 
 LOGGING = {
     "version": 1,

@@ -164,6 +164,13 @@ class FleetThread:
             return
         self._ready.set()
         self.loop.run_forever()
+        # Let open connections close while the loop still runs, then close it.
+        pending = asyncio.all_tasks(self.loop)
+        for task in pending:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
 
     def start(self, timeout: float = 120) -> FleetThread:
         self._thread.start()

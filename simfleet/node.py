@@ -90,10 +90,14 @@ class SimNode:
             pods = self.backend.pod_states()
             present = {p.name for p in pods}
             for pod in pods:
-                wrong_mode = pod.mode not in ("unknown", self.effective_mode)
-                if not pod.sandbox_running or wrong_mode:
+                if not pod.sandbox_running:
                     self.backend.remove_pod(pod.sandbox_id)
                     self.backend.create_pod(pod.name, self.effective_mode)
+                elif pod.mode not in ("unknown", self.effective_mode):
+                    # The replacement starts before the old pod goes, so no observer ever sees
+                    # fewer pods in the new mode than the node really has.
+                    self.backend.create_pod(pod.name, self.effective_mode)
+                    self.backend.remove_pod(pod.sandbox_id)
             for index in range(self.spec.pods):
                 name = f"{self.spec.name}-pod-{index}"
                 if name not in present:

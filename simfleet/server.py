@@ -7,6 +7,7 @@ node's faults (latency, flapping, an engine too old), and hands each call to the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import re
@@ -79,6 +80,8 @@ class NodeServer:
         finally:
             if not writer.is_closing():
                 writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
 
     async def _read_request(self, reader):
         line = await reader.readline()

@@ -61,3 +61,72 @@ def make_node(db):
         )
 
     return make
+
+
+# --- simulated fleets ------------------------------------------------------------------------------
+
+import os  # noqa: E402
+
+from simfleet.fleet import FleetThread  # noqa: E402
+from simfleet.spec import parse_spec  # noqa: E402
+
+DOCKER_SOCK = os.environ.get("PIDNS_DOCKER_SOCK", "/run/pidns-docker.sock")
+REAL_ENGINE_RESULTS = {"ran": 0, "skipped": 0}
+
+
+def node_group(name="node-{i}", count=1, kubelet="v1.6.4", docker="1.12.6", **extra):
+    return {"name": name, "count": count, "kubelet_version": kubelet, "docker_version": docker, **extra}
+
+
+def fleet_spec(*groups, cluster="sim", plan="proposal"):
+    return parse_spec({"clusters": [{"name": cluster, "plan": plan, "nodes": list(groups)}]})
+
+
+@pytest.fixture
+def run_fleet():
+    """Start a simulated fleet in a background thread; stopped when the test ends."""
+    started = []
+
+    def run(spec, engine="fake", **options):
+        options.setdefault("sync_interval", 0.2)
+        fleet_thread = FleetThread(spec, engine=engine, **options).start()
+        started.append(fleet_thread)
+        fleet_thread.fleet.thread = fleet_thread
+        return fleet_thread.fleet
+
+    yield run
+    for fleet_thread in started:
+        fleet_thread.stop()
+
+
+def _dockerd_available() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(2)
+            sock.connect(DOCKER_SOCK)
+            sock.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+            return b" 200 " in sock.recv(64)
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def real_engine():
+    """A real local dockerd. In CI it must be there (the suite fails otherwise); elsewhere tests
+    that need it are skipped with the reason."""
+    if not _dockerd_available():
+        REAL_ENGINE_RESULTS["skipped"] += 1
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs the real Docker engine at {DOCKER_SOCK} (simfleet/dockerd.sh start)")
+        pytest.skip(f"no Docker engine at {DOCKER_SOCK}; run simfleet/dockerd.sh start")
+    REAL_ENGINE_RESULTS["ran"] += 1
+    return f"unix://{DOCKER_SOCK}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    ran, skipped = REAL_ENGINE_RESULTS["ran"], REAL_ENGINE_RESULTS["skipped"]
+    if ran or skipped:
+        state = "ran" if ran and not skipped else ("did not run" if not ran else "ran partly")
+        terminalreporter.write_line(f"real engine: {state} ({ran} tests ran on dockerd, {skipped} skipped)")

@@ -8,7 +8,7 @@ from rollout.events import actor_of
 
 from .. import services
 from ..decisions import DECISION_COLUMNS, node_decision
-from ..models import Cluster, Node
+from ..models import Audit, Cluster, DockerCredential, Node, NodeObservation
 from ..validation import NODE_FIELDS, NORMALIZERS, check_runtime_version, normalize_labels
 
 
@@ -24,10 +24,23 @@ def _normalized(field_name):
 
 class ClusterSerializer(serializers.ModelSerializer):
     node_count = serializers.IntegerField(read_only=True)
+    docker_credential = serializers.SlugRelatedField(
+        slug_field="name", queryset=DockerCredential.objects.all(), allow_null=True, required=False
+    )
 
     class Meta:
         model = Cluster
-        fields = ["id", "name", "plan", "description", "labels", "node_count", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "plan",
+            "description",
+            "labels",
+            "docker_credential",
+            "node_count",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = ["created_at", "updated_at"]
 
     def validate_labels(self, value):
@@ -49,6 +62,9 @@ _READ_ONLY = [
     "reachable",
     "last_audit_at",
     "audit_error",
+    "audit_error_code",
+    "drift",
+    "drift_details",
     *DECISION_COLUMNS,
     "created_at",
     "updated_at",
@@ -58,10 +74,21 @@ _READ_ONLY = [
 class NodeSerializer(serializers.ModelSerializer):
     cluster = serializers.SlugRelatedField(slug_field="name", queryset=Cluster.objects.all())
     plan = serializers.CharField(source="cluster.plan", read_only=True)
+    docker_credential = serializers.SlugRelatedField(
+        slug_field="name", queryset=DockerCredential.objects.all(), allow_null=True, required=False
+    )
 
     class Meta:
         model = Node
-        fields = ["id", "cluster", "plan", *(f for f in NODE_FIELDS if f != "cluster"), *_READ_ONLY]
+        fields = [
+            "id",
+            "cluster",
+            "plan",
+            *(f for f in NODE_FIELDS if f != "cluster"),
+            "docker_credential",
+            "docker_insecure",
+            *_READ_ONLY,
+        ]
         read_only_fields = _READ_ONLY
 
     validate_name = _normalized("name")
@@ -137,3 +164,125 @@ class FleetSummarySerializer(ClusterSummarySerializer):
     name = None
     plan = None
     clusters = ClusterSummarySerializer(many=True)
+
+
+class CredentialSerializer(serializers.ModelSerializer):
+    """TLS credentials. ``client_key`` is accepted but never returned."""
+
+    client_key = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, style={"input_type": "password"}
+    )
+    has_client_key = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DockerCredential
+        fields = ["id", "name", "ca_cert", "client_cert", "client_key", "has_client_key", "created_at", "updated_at"]
+        read_only_fields = ["created_at", "updated_at"]
+
+    def get_has_client_key(self, credential) -> bool:
+        return bool(credential.client_key)
+
+    def validate_ca_cert(self, value):
+        if "-----BEGIN CERTIFICATE-----" not in value:
+            raise serializers.ValidationError("must be a PEM certificate (-----BEGIN CERTIFICATE-----)")
+        return value
+
+    def validate_client_cert(self, value):
+        if value and "-----BEGIN CERTIFICATE-----" not in value:
+            raise serializers.ValidationError("must be a PEM certificate (-----BEGIN CERTIFICATE-----)")
+        return value
+
+    def validate_client_key(self, value):
+        if value and not ("-----BEGIN" in value and "PRIVATE KEY-----" in value):
+            raise serializers.ValidationError("must be a PEM private key")
+        return value
+
+    def validate(self, attrs):
+        cert = attrs.get("client_cert", getattr(self.instance, "client_cert", ""))
+        key = attrs.get("client_key", getattr(self.instance, "client_key", ""))
+        if bool(cert) != bool(key):
+            raise serializers.ValidationError({"client_key": ["a client certificate and its key go together"]})
+        return attrs
+
+    def create(self, validated_data):
+        return services.credential_save(actor=actor_of(self.context["request"]), **validated_data)
+
+    def update(self, instance, validated_data):
+        return services.credential_save(actor=actor_of(self.context["request"]), credential=instance, **validated_data)
+
+
+class ObservationSerializer(serializers.ModelSerializer):
+    node = serializers.CharField(source="node.name", read_only=True)
+    cluster = serializers.CharField(source="node.cluster.name", read_only=True)
+
+    class Meta:
+        model = NodeObservation
+        fields = [
+            "id",
+            "audit",
+            "node",
+            "cluster",
+            "observed_at",
+            "reachable",
+            "error_code",
+            "error",
+            "facts",
+            "observed_pid_namespace",
+            "drift",
+            "drift_details",
+            "duration_ms",
+        ]
+        read_only_fields = fields
+
+
+class AuditSerializer(serializers.ModelSerializer):
+    cluster = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    url = serializers.HyperlinkedIdentityField(view_name="audit-detail")
+    progress = serializers.SerializerMethodField(help_text="Percent of the audit's nodes observed.")
+
+    class Meta:
+        model = Audit
+        fields = [
+            "id",
+            "url",
+            "status",
+            "requested_by",
+            "cluster",
+            "concurrency",
+            "total",
+            "done",
+            "failed",
+            "drifted",
+            "skipped",
+            "progress",
+            "attempts",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_progress(self, audit) -> int:
+        if audit.status in ("succeeded", "failed"):
+            return 100
+        return 100 * audit.done // audit.total if audit.total else 0
+
+
+class AuditDetailSerializer(AuditSerializer):
+    results = ObservationSerializer(source="observations", many=True, read_only=True)
+
+    class Meta(AuditSerializer.Meta):
+        fields = [*AuditSerializer.Meta.fields, "results"]
+        read_only_fields = fields
+
+
+class AuditCreateSerializer(serializers.Serializer):
+    cluster = serializers.SlugRelatedField(
+        slug_field="name",
+        queryset=Cluster.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Only this cluster; the whole fleet when left out.",
+    )
+    concurrency = serializers.IntegerField(min_value=1, max_value=500, required=False)

@@ -1,26 +1,34 @@
 """Inventory API: clusters, nodes, bulk import, fleet summary. Thin: validate, call a service."""
 
-from django.db.models import Count
+from django.db import transaction
+from django.db.models import Count, Prefetch
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from rollout.events import actor_of
-from rollout.roles import IsAdmin, IsViewer, ReadViewerWriteAdmin
+from rollout.roles import IsAdmin, IsOperator, IsViewer, ReadViewerWriteAdmin
 
-from .. import selectors, services
-from ..models import Cluster
+from .. import audits, selectors, services
+from ..models import Audit, Cluster, DockerCredential, NodeObservation
+from ..tasks import audit_enqueue
 from .filters import NodeFilter
 from .serializers import (
+    AuditCreateSerializer,
+    AuditDetailSerializer,
+    AuditSerializer,
     ClusterSerializer,
+    CredentialSerializer,
     FleetSummarySerializer,
     ImportRequestSerializer,
     ImportResultSerializer,
     NodeDetailSerializer,
     NodeSerializer,
+    ObservationSerializer,
 )
 
 MAX_IMPORT_ROWS = 200_000
@@ -35,7 +43,7 @@ class Conflict(APIException):
 class ClusterViewSet(viewsets.ModelViewSet):
     """Clusters. Viewers read; admins create, change and delete (a cluster with nodes cannot be deleted)."""
 
-    queryset = Cluster.objects.annotate(node_count=Count("nodes")).order_by("name")
+    queryset = Cluster.objects.select_related("docker_credential").annotate(node_count=Count("nodes")).order_by("name")
     serializer_class = ClusterSerializer
     permission_classes = [ReadViewerWriteAdmin]
     filterset_fields = ["name", "plan"]
@@ -72,6 +80,17 @@ class NodeViewSet(viewsets.ModelViewSet):
 
     def perform_destroy(self, instance):
         services.node_delete(actor=actor_of(self.request), node=instance)
+
+    @extend_schema(responses={200: ObservationSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def observations(self, request, pk=None):
+        """The node's audit history, newest first: facts seen, observed mode, errors and drift."""
+        node = self.get_object()
+        queryset = (
+            NodeObservation.objects.filter(node=node).select_related("node__cluster").order_by("-observed_at", "-id")
+        )
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(ObservationSerializer(page, many=True).data)
 
     @extend_schema(request=ImportRequestSerializer, responses={200: ImportResultSerializer})
     @action(detail=False, methods=["post"], url_path="import")
@@ -117,3 +136,56 @@ class FleetSummaryView(APIView):
                 raise ValidationError({"cluster": [f"no cluster named {cluster[:80]!r}"]})
             nodes = nodes.filter(cluster__name=cluster)
         return Response(selectors.fleet_summary(nodes=nodes))
+
+
+class CredentialViewSet(viewsets.ModelViewSet):
+    """TLS credentials for tcp:// Docker endpoints. Admins only; keys are never returned."""
+
+    queryset = DockerCredential.objects.order_by("name")
+    serializer_class = CredentialSerializer
+    permission_classes = [IsAdmin]
+    filterset_fields = ["name"]
+
+    def perform_destroy(self, instance):
+        try:
+            services.credential_delete(actor=actor_of(self.request), credential=instance)
+        except services.InventoryError as exc:
+            raise Conflict(exc.errors) from None
+
+
+class AuditViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Audits read the nodes themselves. Viewers read them; operators start them (202)."""
+
+    queryset = Audit.objects.select_related("cluster").order_by("-created_at", "-id")
+    serializer_class = AuditSerializer
+    filterset_fields = ["status", "cluster__name"]
+
+    def get_permissions(self):
+        return [IsOperator()] if self.action == "create" else [IsViewer()]
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        if self.action == "retrieve":
+            queryset = queryset.prefetch_related(
+                Prefetch("observations", NodeObservation.objects.select_related("node__cluster").order_by("node__name"))
+            )
+        return queryset
+
+    def get_serializer_class(self):
+        if self.action == "create":
+            return AuditCreateSerializer
+        return AuditDetailSerializer if self.action == "retrieve" else AuditSerializer
+
+    @extend_schema(request=AuditCreateSerializer, responses={202: AuditSerializer, 409: None})
+    def create(self, request, *args, **kwargs):
+        serializer = AuditCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            with transaction.atomic():
+                audit = audits.audit_create(actor=actor_of(request), **serializer.validated_data)
+                audit_enqueue(audit)
+        except audits.AuditConflict as exc:
+            url = reverse("audit-detail", args=[exc.audit.pk], request=request)
+            return Response({"detail": str(exc), "audit": url}, status=status.HTTP_409_CONFLICT)
+        data = AuditSerializer(audit, context={"request": request}).data
+        return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})

@@ -101,6 +101,9 @@ class DockerEngineDriver:
         client = None
         try:
             client = docker.APIClient(base_url=url, version=MIN_API_VERSION, timeout=endpoint.timeout, tls=tls)
+            # The node's CA must be the one that verifies: requests would otherwise let
+            # REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE replace it, and route through HTTP(S)_PROXY.
+            client.trust_env = False
             yield client
         except DriverError:
             raise
@@ -244,18 +247,21 @@ class DockerEngineDriver:
     # --- verify --------------------------------------------------------------------------------
 
     def verify(self, endpoint: Endpoint, expected_mode: str, timeout: float) -> VerifyResult:
-        """Wait until every pod shows ``expected_mode``, then prove it with ``ps`` in an app container."""
+        """Wait until every pod shows ``expected_mode`` on two polls in a row with the same pods
+        (a restarting kubelet recreates pods one by one), then prove it with ``ps`` in each pod."""
         started = time.monotonic()
         deadline = started + timeout
-        last = "unknown"
+        last, previous_pods = "unknown", None
         while True:
             with self._client(endpoint) as api:
                 inspected, pods = self._pods(api)
                 last = node_mode(pods)
-                if last == expected_mode:
+                current_pods = sorted(p.sandbox_id for p in pods)
+                if last == expected_mode and current_pods == previous_pods:
                     proof = self._prove(api, inspected, expected_mode)
                     if proof is not None:
                         return VerifyResult(mode=last, elapsed=time.monotonic() - started, proof=proof)
+                previous_pods = current_pods if last == expected_mode else None
             if time.monotonic() + self.poll_interval > deadline:
                 raise DriverError(
                     ErrorCode.VERIFY_TIMEOUT,

@@ -1,38 +1,13 @@
 """Import many nodes from a CSV, JSON or YAML file, all or nothing."""
 
 import sys
-import time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
 from nodes import services
 from nodes.inventory_files import FORMATS, InventoryFileError, read_inventory
-
-
-class ProgressLine:
-    """One progress line on stderr: rewritten in place on a terminal, a line per step otherwise."""
-
-    def __init__(self, stream, label: str):
-        self.stream = stream
-        self.label = label
-        self.tty = stream.isatty()
-        self.started = time.monotonic()
-        self.last = ""
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        percent = 100 * done // total if total else 100
-        text = f"{self.label}: {stage} {done}/{total} ({percent}%) {time.monotonic() - self.started:.1f}s"
-        if self.tty:
-            self.stream.write("\r" + text.ljust(len(self.last)))
-        elif text != self.last:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-        self.last = text
-
-    def close(self) -> None:
-        if self.tty and self.last:
-            self.stream.write("\n")
+from rollout.progress import ProgressLine
 
 
 class Command(BaseCommand):

@@ -1,0 +1,60 @@
+"""Serve a simulated fleet: one Docker Engine API endpoint per node on loopback, until interrupted."""
+
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from nodes import services
+from simfleet.fleet import ENGINES, Fleet
+from simfleet.spec import SpecError, load_spec
+
+
+def register(fleet: Fleet) -> int:
+    """Create or update the fleet's clusters and nodes, with their endpoints, in the inventory."""
+    clusters = [{"name": name, "plan": plan} for name, plan in fleet.spec.clusters.items()]
+    nodes = [
+        {"cluster": n.spec.cluster, "name": n.spec.name, "docker_endpoint": fleet.endpoint(n), "labels": n.spec.labels}
+        for n in fleet.nodes
+    ]
+    return services.nodes_import(actor="command:simfleet", nodes=nodes, clusters=clusters).total
+
+
+class Command(BaseCommand):
+    help = "Serve simulated nodes (Docker Engine API on 127.0.0.1) from a YAML or JSON fleet spec."
+
+    def add_arguments(self, parser):
+        parser.add_argument("spec", type=Path)
+        parser.add_argument("--engine", choices=ENGINES, default="fake")
+        parser.add_argument("--register", action="store_true", help="create or update the nodes in the inventory")
+        parser.add_argument("--docker-url", default="unix:///run/pidns-docker.sock", help="the real engine's dockerd")
+
+    def handle(self, *args, spec, engine, register, docker_url, **options):
+        try:
+            fleet_spec = load_spec(spec)
+        except SpecError as exc:
+            raise CommandError(str(exc)) from None
+        asyncio.run(self._serve(Fleet(fleet_spec, engine=engine, docker_url=docker_url), register))
+
+    async def _serve(self, fleet: Fleet, register_nodes: bool) -> None:
+        try:
+            await fleet.start()
+        except Exception as exc:
+            await fleet.stop()
+            raise CommandError(f"simfleet could not start ({fleet.engine} engine): {exc}") from None
+        if register_nodes:
+            loop = asyncio.get_running_loop()
+            count = await loop.run_in_executor(None, register, fleet)
+            self.stderr.write(f"registered {count} nodes in the inventory")
+        self.stdout.write(f"simfleet ready: {len(fleet.nodes)} nodes")
+        sys.stdout.flush()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await fleet.stop()

@@ -1,0 +1,59 @@
+"""Celery tasks for audits. Thin: ids in, a service call, retry policy here."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import transaction
+
+from . import audits
+from .models import Audit, AuditStatus
+
+log = logging.getLogger(__name__)
+
+
+def audit_enqueue(audit: Audit) -> None:
+    """Send the audit to a worker once the transaction that created it commits."""
+    transaction.on_commit(lambda: audit_run.delay(audit.pk))
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def audit_run(audit_id: int) -> str:
+    """Run one queued audit. A second delivery finds it claimed and does nothing."""
+    try:
+        audit = audits.audit_execute(audit_id=audit_id)
+    except SoftTimeLimitExceeded:
+        audit = Audit.objects.get(pk=audit_id)
+        if audits.audit_requeue(audit=audit, reason="time limit reached; resuming"):
+            audit_run.delay(audit_id)
+        return "requeued"
+    return audit.status if audit else "not queued"
+
+
+@shared_task
+def audit_scheduled() -> str:
+    """Beat: audit the whole fleet, unless an audit is already active."""
+    try:
+        with transaction.atomic():
+            audit = audits.audit_create(actor="task:audit_scheduled")
+            audit_enqueue(audit)
+    except audits.AuditConflict as exc:
+        return f"skipped: {exc}"
+    return f"queued audit {audit.pk}"
+
+
+@shared_task
+def reconcile() -> str:
+    """Beat: resume audits whose worker died, and re-send queued audits whose message was lost."""
+    resumed = 0
+    for audit in audits.audits_stale(older_than=settings.PIDNS_AUDIT_STALE_SECONDS):
+        if audit.status == AuditStatus.RUNNING and not audits.audit_requeue(
+            audit=audit, reason="worker stopped; resumed"
+        ):
+            continue
+        audit_run.delay(audit.pk)
+        resumed += 1
+    return f"resumed {resumed}"
