@@ -130,3 +130,21 @@ def pytest_terminal_summary(terminalreporter):
     if ran or skipped:
         state = "ran" if ran and not skipped else ("did not run" if not ran else "ran partly")
         terminalreporter.write_line(f"real engine: {state} ({ran} tests ran on dockerd, {skipped} skipped)")
+
+
+@pytest.fixture
+def celery_worker_thread(transactional_db):
+    """A real Celery worker (solo pool, in a thread) on the configured broker: Redis when
+    CELERY_BROKER_URL is set (CI), otherwise an in-memory broker."""
+    from celery.contrib.testing.worker import start_worker
+
+    from rollout.celery import app
+
+    broker = os.environ.get("CELERY_BROKER_URL") or "memory://"
+    app.conf.broker_url = broker
+    app.conf.broker_transport_options = {"visibility_timeout": 3600} if broker.startswith("redis") else {}
+    app.conf.task_always_eager = False
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge(app.conf.task_default_queue)
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING") as worker:
+        yield worker

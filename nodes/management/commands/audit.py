@@ -1,7 +1,5 @@
 """Audit the fleet (or one cluster) now, in this process, with a progress line."""
 
-import sys
-
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
@@ -31,7 +29,7 @@ class Command(BaseCommand):
                 audit = audits.audit_create(actor="command:audit", cluster=target, concurrency=concurrency)
         except audits.AuditConflict as exc:
             raise CommandError(f"{exc}; wait for it to finish") from None
-        line = None if quiet else ProgressLine(sys.stderr, f"audit {audit.pk}")
+        line = None if quiet else ProgressLine(getattr(self.stderr, "_out", self.stderr), f"audit {audit.pk}")
 
         def progress(current):
             if line:

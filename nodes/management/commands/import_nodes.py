@@ -1,6 +1,5 @@
 """Import many nodes from a CSV, JSON or YAML file, all or nothing."""
 
-import sys
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -28,7 +27,7 @@ class Command(BaseCommand):
             for row in nodes:
                 if isinstance(row, dict) and not row.get("cluster"):
                     row["cluster"] = cluster
-        progress = None if quiet else ProgressLine(sys.stderr, f"import {file.name}")
+        progress = None if quiet else ProgressLine(getattr(self.stderr, "_out", self.stderr), f"import {file.name}")
         try:
             result = services.nodes_import(
                 actor="command:import_nodes", nodes=nodes, clusters=clusters, progress=progress

@@ -1,0 +1,193 @@
+"""Audits: read simulated nodes, record observations, flag drift; via the command, the API and Celery."""
+
+import dataclasses
+import io
+import time
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from nodes import audits, services
+from nodes.management.commands.simfleet import register
+from nodes.models import Audit, Node, NodeObservation
+from tests.conftest import fleet_spec, node_group
+
+
+def audit_now(**options):
+    out = io.StringIO()
+    err = io.StringIO()
+    call_command("audit", stdout=out, stderr=err, **options)
+    return out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def registered(run_fleet, db):
+    def make(*groups, plan="proposal"):
+        fleet = run_fleet(fleet_spec(*groups, plan=plan))
+        register(fleet)
+        return fleet
+
+    return make
+
+
+def test_audit_command_reads_the_nodes(registered):
+    registered(
+        node_group("iso-{i}", count=2, kubelet_flags={"enable-cri": "false"}),
+        node_group("shr-{i}", count=2),
+        node_group("old", docker="1.11.2"),
+        node_group("down", faults={"unreachable": True}),
+    )
+    out, err = audit_now()
+    assert "succeeded: 6 nodes read, 2 failed, 0 drifted" in out
+    assert "6/6 nodes" in err
+    nodes = {n.name: n for n in Node.objects.all()}
+    assert nodes["iso-01"].observed_pid_namespace == "isolated"
+    assert nodes["iso-01"].pid_namespace == "isolated" and nodes["iso-01"].mechanism == "dockertools"
+    assert nodes["shr-01"].observed_pid_namespace == "shared"
+    assert nodes["shr-01"].kubelet_version == "v1.6.4" and nodes["shr-01"].docker_api_version == "1.24"
+    assert nodes["old"].audit_error_code == "engine-too-old" and nodes["old"].reachable is True
+    assert nodes["old"].runtime_version == "1.11.2" and nodes["old"].pid_namespace == "unknown"
+    assert "kubelet version" in nodes["old"].decision_error
+    assert nodes["down"].audit_error_code == "unreachable" and nodes["down"].reachable is False
+    assert NodeObservation.objects.count() == 6
+    assert all(not n.drift for n in nodes.values())
+
+
+def test_drift_is_flagged(registered):
+    fleet = registered(node_group("a", kubelet_flags={"enable-cri": "false"}), node_group("b"), node_group("c", pods=1))
+    audit_now(quiet=True)
+    # Behind our back: a flag edited by hand, Docker upgraded, a pod started in another mode.
+    a = fleet.node("sim", "a")
+    (a.kubelet_dir / "20-pidns.conf").write_text('[Service]\nEnvironment="KUBELET_PIDNS_ARGS="\n')
+    b = fleet.node("sim", "b")
+    fleet.thread.run(lambda: setattr(b, "spec", dataclasses.replace(b.spec, docker_version="17.03.1-ce")))
+    c = fleet.node("sim", "c")
+    fleet.thread.run(c.backend.create_pod, "by-hand", "isolated")
+    out, _ = audit_now(quiet=True)
+    assert "3 drifted" in out
+    drift = {n.name: [d["field"] for d in n.drift_details] for n in Node.objects.all()}
+    assert drift["a"] == ["kubelet_flags", "observed_pid_namespace"]
+    assert drift["b"] == ["runtime_version"]
+    assert drift["c"] == ["observed_pid_namespace"]
+    assert Node.objects.get(name="c").observed_pid_namespace == "mixed"
+    assert Node.objects.get(name="b").runtime_version == "17.03.1-ce"
+
+
+def test_nodes_without_endpoint_are_not_audited(registered, make_cluster, make_node):
+    registered(node_group("a"))
+    make_node(make_cluster("paper"), "typed-in")
+    out, _ = audit_now(quiet=True)
+    assert "1 nodes read" in out
+    assert Node.objects.get(name="typed-in").last_audit_at is None
+
+
+def test_cluster_audit_and_unknown_cluster(registered):
+    registered(node_group("a"))
+    out, _ = audit_now(cluster="sim", quiet=True)
+    assert "succeeded" in out
+    with pytest.raises(CommandError, match="no cluster named"):
+        audit_now(cluster="nowhere")
+
+
+def test_two_audits_of_the_same_nodes_never_run_at_once(registered):
+    registered(node_group("a"))
+    first = audits.audit_create(actor="test")
+    with pytest.raises(audits.AuditConflict):
+        audits.audit_create(actor="test", cluster=first.cluster)
+    with pytest.raises(CommandError, match="already queued"):
+        audit_now()
+    # A second run of the same audit does nothing: the claim is exclusive.
+    assert audits.audit_execute(audit_id=first.pk).status == "succeeded"
+    assert audits.audit_execute(audit_id=first.pk) is None
+    assert NodeObservation.objects.count() == 1
+
+
+def test_a_node_leased_by_a_running_audit_is_skipped(registered):
+    registered(node_group("a"), node_group("b"))
+    holder = Audit.objects.create(requested_by="test", status="running")
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    Node.objects.filter(name="a").update(audit_lease=holder, audit_lease_until=timezone.now() + timedelta(minutes=5))
+    other = Audit.objects.create(requested_by="test")
+    result = audits.audit_execute(audit_id=other.pk)
+    assert (result.done, result.skipped) == (1, 1)
+    assert list(NodeObservation.objects.values_list("node__name", flat=True)) == ["b"]
+
+
+def test_a_resumed_audit_skips_nodes_it_already_observed(registered):
+    registered(node_group("n-{i}", count=3))
+    audit = audits.audit_create(actor="test")
+    audits.audit_execute(audit_id=audit.pk)
+    NodeObservation.objects.filter(node__name="n-03").delete()
+    Audit.objects.filter(pk=audit.pk).update(status="queued", done=2)
+    resumed = audits.audit_execute(audit_id=audit.pk)
+    assert (resumed.total, resumed.done) == (3, 3)
+    assert NodeObservation.objects.filter(audit=audit).count() == 3
+
+
+def test_observations_api_and_history(registered, viewer):
+    registered(node_group("a"))
+    audit_now(quiet=True)
+    audit_now(quiet=True)
+    node = Node.objects.get(name="a")
+    body = viewer.get(f"/api/v1/nodes/{node.pk}/observations/").json()
+    assert body["count"] == 2
+    assert body["results"][0]["observed_pid_namespace"] == "shared"
+    assert body["results"][0]["facts"]["kubelet_version"] == "v1.6.4"
+    detail = viewer.get(f"/api/v1/nodes/{node.pk}/").json()
+    assert detail["observed_pid_namespace"] == "shared" and detail["drift"] is False
+
+
+@pytest.mark.django_db
+def test_audit_api_roles_and_conflict(registered, clients):
+    registered(node_group("a"))
+    assert clients["viewer"].post("/api/v1/audits/", {}, format="json").status_code == 403
+    services.cluster_create(actor="test", name="other")
+    bad = clients["operator"].post("/api/v1/audits/", {"cluster": "nowhere", "concurrency": 0}, format="json")
+    assert bad.status_code == 400 and set(bad.json()) == {"cluster", "concurrency"}
+    Audit.objects.create(requested_by="test", status="running")
+    conflict = clients["operator"].post("/api/v1/audits/", {"cluster": "sim"}, format="json")
+    assert conflict.status_code == 409 and "/api/v1/audits/" in conflict.json()["audit"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_api_audit_runs_on_a_celery_worker(run_fleet, clients, celery_worker_thread):
+    fleet = run_fleet(fleet_spec(node_group("n-{i}", count=5), node_group("down", faults={"unreachable": True})))
+    register(fleet)
+    response = clients["operator"].post("/api/v1/audits/", {"cluster": "sim", "concurrency": 3}, format="json")
+    assert response.status_code == 202
+    url = response.json()["url"]
+    assert response["Location"] == url
+    deadline = time.monotonic() + 30
+    body = clients["viewer"].get(url).json()
+    while body["status"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        body = clients["viewer"].get(url).json()
+    assert body["status"] == "succeeded", body
+    assert (body["total"], body["done"], body["failed"], body["progress"]) == (6, 6, 1, 100)
+    results = {r["node"]: r for r in body["results"]}
+    assert results["down"]["error_code"] == "unreachable"
+    assert results["n-01"]["observed_pid_namespace"] == "shared"
+    assert clients["viewer"].get("/api/v1/audits/?status=succeeded").json()["count"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reconciler_resumes_an_audit_whose_worker_died(run_fleet, celery_worker_thread, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from nodes.tasks import reconcile
+
+    fleet = run_fleet(fleet_spec(node_group("n-{i}", count=2)))
+    register(fleet)
+    stale = timezone.now() - timedelta(minutes=10)
+    audit = Audit.objects.create(requested_by="test", status="running", heartbeat_at=stale, started_at=stale)
+    reconcile.apply()
+    deadline = time.monotonic() + 30
+    while Audit.objects.get(pk=audit.pk).status != "succeeded" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    audit.refresh_from_db()
+    assert audit.status == "succeeded" and audit.done == 2 and audit.attempts == 1
