@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 ADDR ?= 127.0.0.1:8000
+# Simulated fleet engine: auto (real when a local dockerd answers), fake, or real (starts dockerd).
+ENGINE ?= auto
 
 .PHONY: run test lint schema bench clean
 
@@ -14,7 +16,8 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 run: $(BIN)/.installed
-	$(BIN)/python manage.py quickstart --addr $(ADDR)
+	if [ "$(ENGINE)" = real ]; then bash simfleet/dockerd.sh start; fi
+	$(BIN)/python manage.py quickstart --addr $(ADDR) --engine $(ENGINE)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
@@ -31,6 +34,7 @@ test: lint schema
 bench: $(BIN)/.installed
 	$(BIN)/python bench/bench_decide.py
 	$(BIN)/python bench/bench_import.py
+	$(BIN)/python bench/bench_audit.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis

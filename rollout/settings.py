@@ -198,6 +198,10 @@ SPECTACULAR_SETTINGS = {
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL == "filesystem://":
     _broker_dir = VAR_DIR / "broker"
+    with contextlib.suppress(OSError):
+        (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
+    # The filesystem transport has no fan-out, so workers take no remote-control commands.
+    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),

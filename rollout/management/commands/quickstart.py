@@ -1,56 +1,93 @@
-"""Set up a first-try instance and serve it: migrate, load the demo inventory, create an admin
-with a token, print how to reach it, then run the web server."""
+"""A first try of the whole system on the embedded default.
 
+Migrates, loads the demo inventory (first run), creates an admin with a token, starts a
+simulated fleet registered in the inventory, a Celery worker and beat, runs a first audit, prints
+how to reach everything, and serves the web app. Ctrl-C stops every process it started.
+"""
+
+import contextlib
 import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 from rest_framework.authtoken.models import Token
 
+from nodes import audits
 from nodes.models import Cluster
+from nodes.tasks import audit_enqueue
+from rollout.progress import ProgressLine
 from rollout.roles import ADMIN, role_set
+
+DEMO_FLEET = Path(settings.BASE_DIR) / "simfleet" / "demo.yaml"
+DOCKER_SOCK = "/run/pidns-docker.sock"
+
+
+def dockerd_available(path: str = DOCKER_SOCK) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(2)
+            sock.connect(path)
+            sock.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+            return b" 200 " in sock.recv(64)
+    except OSError:
+        return False
 
 
 class Command(BaseCommand):
-    help = "Migrate, load the demo inventory (first run only), create the admin user and token, and serve."
+    help = "Set up and run the whole system with a demo fleet: web app, worker, beat, simulated nodes."
 
     def add_arguments(self, parser):
         parser.add_argument("--addr", default="127.0.0.1:8000")
-        parser.add_argument("--no-serve", action="store_true", help="set up and print, but do not serve")
+        parser.add_argument(
+            "--engine",
+            choices=["auto", "fake", "real"],
+            default="auto",
+            help="simulated fleet engine; auto uses real when a local dockerd answers",
+        )
+        parser.add_argument("--no-serve", action="store_true", help="set up and print, but start nothing")
 
-    def handle(self, *args, addr, no_serve, **options):
+    def handle(self, *args, addr, engine, no_serve, **options):
         call_command("migrate", verbosity=0, interactive=False)
         if not Cluster.objects.exists():
             call_command("load_demo", stdout=self.stdout)
+        token, password = self._admin()
+        if no_serve:
+            self._banner(addr, token, password, engine="none")
+            return
+        self.children: list[subprocess.Popen] = []
+        previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            engine = self._start_fleet(engine)
+            self._start_celery()
+            self._first_audit()
+            self._banner(addr, token, password, engine)
+            call_command("runserver", addr, use_reloader=False)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            self._stop_children()
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    def _admin(self) -> tuple[str, str]:
         password = self._admin_password()
-        User = get_user_model()
-        user, created = User.objects.get_or_create(username="admin", defaults={"is_staff": True, "is_superuser": True})
+        user, created = get_user_model().objects.get_or_create(
+            username="admin", defaults={"is_staff": True, "is_superuser": True}
+        )
         if created or not user.check_password(password):
             user.set_password(password)
             user.save()
         role_set(user=user, role=ADMIN)
-        token, _ = Token.objects.get_or_create(user=user)
-        url = f"http://{addr}/"
-        example = '{"kubelet_version": "v1.6.4", "runtime_version": "1.12.6"}'
-        self.stdout.write(
-            "\n".join(
-                [
-                    "",
-                    f"PID namespace rollout manager: {url}",
-                    f"  API docs:    {url}api/docs/",
-                    f"  admin token: {token.key}",
-                    f"  admin login: admin / {password}   ({url}admin/)",
-                    "  try:",
-                    f"    curl -s -H 'Authorization: Token {token.key}' -H 'Content-Type: application/json' \\",
-                    f"      -d '{example}' {url}api/v1/decisions/evaluate/",
-                    "",
-                ]
-            )
-        )
-        if not no_serve:
-            call_command("runserver", addr, use_reloader=False)
+        return Token.objects.get_or_create(user=user)[0].key, password
 
     def _admin_password(self) -> str:
         """The demo admin's password, generated once and kept in var/ (mode 0600)."""
@@ -62,3 +99,106 @@ class Command(BaseCommand):
         path.touch(mode=0o600)
         path.write_text(password)
         return password
+
+    def _spawn(self, *args: str, **kwargs) -> subprocess.Popen:
+        child = subprocess.Popen([sys.executable, *args], cwd=settings.BASE_DIR, **kwargs)  # noqa: S603
+        self.children.append(child)
+        return child
+
+    def _start_fleet(self, engine: str) -> str:
+        if engine == "auto":
+            engine = "real" if dockerd_available() else "fake"
+        child = self._spawn(
+            "manage.py",
+            "simfleet",
+            str(DEMO_FLEET),
+            "--register",
+            "--engine",
+            engine,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 180
+        for line in child.stdout:
+            if line.startswith("simfleet ready"):
+                self.stdout.write(line.rstrip())
+                break
+            if time.monotonic() > deadline:
+                break
+        else:
+            raise CommandError(f"the simulated fleet did not start (exit {child.wait()})")
+        # Keep draining its output so it never blocks on a full pipe.
+        threading.Thread(target=lambda: [None for _ in child.stdout], daemon=True).start()
+        return engine
+
+    def _start_celery(self) -> None:
+        self._spawn(
+            "-m",
+            "celery",
+            "-A",
+            "rollout",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            "4",
+            "--loglevel",
+            "WARNING",
+        )
+        self._spawn(
+            "-m",
+            "celery",
+            "-A",
+            "rollout",
+            "beat",
+            "--loglevel",
+            "WARNING",
+            "--schedule",
+            str(settings.VAR_DIR / "celerybeat-schedule"),
+        )
+
+    def _first_audit(self) -> None:
+        try:
+            with transaction.atomic():
+                audit = audits.audit_create(actor="command:quickstart")
+                audit_enqueue(audit)
+        except audits.AuditConflict as exc:
+            audit = exc.audit
+        line = ProgressLine(getattr(self.stdout, "_out", self.stdout), f"first audit {audit.pk}")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            audit.refresh_from_db()
+            line.show(f"{audit.status}, {audit.done}/{audit.total} nodes")
+            if audit.status in ("succeeded", "failed"):
+                break
+            time.sleep(0.5)
+        line.close()
+
+    def _banner(self, addr: str, token: str, password: str, engine: str) -> None:
+        url = f"http://{addr}/"
+        example = '{"kubelet_version": "v1.6.4", "runtime_version": "1.12.6"}'
+        lines = [
+            "",
+            f"PID namespace rollout manager: {url}",
+            f"  API docs:    {url}api/docs/",
+            f"  admin token: {token}",
+            f"  admin login: admin / {password}   ({url}admin/)",
+            f"  simulated fleet: clusters lab and lab-upstream ({engine} engine)",
+            "  try:",
+            f"    curl -s -H 'Authorization: Token {token}' -H 'Content-Type: application/json' \\",
+            f"      -d '{example}' {url}api/v1/decisions/evaluate/",
+            f"    curl -s -H 'Authorization: Token {token}' '{url}api/v1/nodes/?cluster=lab'",
+            "",
+        ]
+        self.stdout.write("\n".join(lines))
+
+    def _stop_children(self) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT if "simfleet" in child.args else signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for child in self.children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            if child.poll() is None:
+                child.kill()
