@@ -44,6 +44,7 @@ from .observe import (
     observe_pods,
     pause_image,
     ps_pid1,
+    sandbox_from_summary,
 )
 
 log = logging.getLogger(__name__)
@@ -195,9 +196,15 @@ class DockerEngineDriver:
     # --- facts ---------------------------------------------------------------------------------
 
     def _pods(self, api: docker.APIClient):
+        """Inspect the pods' containers. Sandboxes are described from the list alone (labels,
+        image, command and state are there); only app containers need an inspect, for PidMode."""
         listed = api.containers(all=True, filters={"label": [TYPE_LABEL]})
         inspected = []
         for summary in listed:
+            labels = summary.get("Labels") or {}
+            if labels.get(TYPE_LABEL) == SANDBOX:
+                inspected.append(sandbox_from_summary(summary))
+                continue
             with contextlib.suppress(NotFound):  # removed between list and inspect
                 inspected.append(api.inspect_container(summary["Id"]))
         return inspected, observe_pods(inspected)

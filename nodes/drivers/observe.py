@@ -96,6 +96,22 @@ def pause_image(pods: Iterable[PodObservation]) -> str:
     return images.most_common(1)[0][0] if images else ""
 
 
+def sandbox_from_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """An inspect-shaped record of a sandbox from its entry in a container list."""
+    return {
+        "Id": summary["Id"],
+        "Name": (summary.get("Names") or [""])[0],
+        "Config": {
+            "Labels": summary.get("Labels") or {},
+            "Image": summary.get("Image", ""),
+            "Entrypoint": None,
+            "Cmd": (summary.get("Command") or "").split(),
+        },
+        "HostConfig": {},
+        "State": {"Running": summary.get("State") == "running"},
+    }
+
+
 def init_process_name(sandbox: dict[str, Any]) -> str:
     """The name ``ps`` shows for a sandbox's first process (``tini``, ``pause``)."""
     config = sandbox.get("Config") or {}

@@ -1,0 +1,149 @@
+"""Audit wall time against its floor.
+
+1. Fake engine: N nodes (default 2,000), every request delayed by 50 ms, concurrency 50. The
+   floor is N * t_node / concurrency, where t_node is the time to read one node alone (all its
+   requests, each delayed). The fleet runs in its own process, as in production.
+2. Real engine (when a local dockerd answers): time to bring up 20 nodes with 2 pods each, and
+   to audit them.
+
+Uses a scratch database (BENCH_DATABASE_URL, else a temporary SQLite file).
+Run: python bench/bench_audit.py [N]
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+scratch = tempfile.mkdtemp(prefix="pidns-bench-")
+os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{scratch}/bench.sqlite3"
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rollout.settings")
+os.environ.setdefault("PIDNS_VAR_DIR", scratch)
+
+LATENCY_MS = 50
+CONCURRENCY = 50
+
+
+def main(n: int) -> None:
+    from bench.bench_import import ensure_postgres_database
+
+    ensure_postgres_database(os.environ["DATABASE_URL"])
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from nodes import audits
+    from nodes.drivers.docker_engine import DockerEngineDriver
+    from nodes.models import Node
+
+    call_command("migrate", verbosity=0)
+    spec_path = Path(scratch) / "fleet.yaml"
+    group = {
+        "name": "n-{i}",
+        "count": n,
+        "kubelet_version": "v1.6.4",
+        "docker_version": "1.12.6",
+        "pods": 1,
+        "faults": {"latency_ms": LATENCY_MS},
+    }
+    spec_path.write_text(yaml.safe_dump({"clusters": [{"name": "bench", "nodes": [group]}]}))
+    fleet = subprocess.Popen(  # noqa: S603
+        [sys.executable, str(ROOT / "manage.py"), "simfleet", str(spec_path), "--register"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        for line in fleet.stdout:
+            if line.startswith("simfleet ready"):
+                break
+        one = Node.objects.order_by("name").first()
+        driver = DockerEngineDriver()
+        started = time.perf_counter()
+        samples = 5
+        for _ in range(samples):
+            driver.facts(audits.endpoint_for(one))
+        t_node = (time.perf_counter() - started) / samples
+        audit = audits.audit_create(actor="bench", concurrency=CONCURRENCY)
+        started = time.perf_counter()
+        cpu_started = time.process_time()
+        fleet_cpu_started = _cpu_seconds(fleet.pid)
+        result = audits.audit_execute(audit_id=audit.pk)
+        wall = time.perf_counter() - started
+        audit_cpu = time.process_time() - cpu_started
+        fleet_cpu = _cpu_seconds(fleet.pid) - fleet_cpu_started
+        floor = n * t_node / CONCURRENCY
+        print(f"fake engine: {n} nodes, {LATENCY_MS} ms per request, concurrency {CONCURRENCY}")
+        print(f"  one node alone: {t_node * 1000:.0f} ms ({t_node * 1000 / LATENCY_MS:.1f} request latencies)")
+        print(
+            f"  audit: {wall:.2f}s for {result.done} nodes ({result.failed} failed); floor {floor:.2f}s; "
+            f"ratio {wall / floor:.2f}"
+        )
+        print(
+            f"  CPU: audit process {audit_cpu:.1f}s, fleet process {fleet_cpu:.1f}s "
+            f"({(audit_cpu + fleet_cpu) / wall:.2f} of {os.cpu_count()} cores busy)"
+        )
+    finally:
+        fleet.terminate()
+        fleet.wait(timeout=30)
+    real_engine()
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def real_engine() -> None:
+    from rollout.management.commands.quickstart import dockerd_available
+
+    if not dockerd_available():
+        print("real engine: no dockerd at /run/pidns-docker.sock; skipped")
+        return
+    from nodes import audits
+    from nodes.management.commands.simfleet import register
+    from nodes.models import Cluster
+    from simfleet.fleet import FleetThread
+    from simfleet.spec import parse_spec
+
+    spec = parse_spec(
+        {
+            "clusters": [
+                {
+                    "name": "real",
+                    "nodes": [
+                        {
+                            "name": "r-{i}",
+                            "count": 20,
+                            "kubelet_version": "v1.6.4",
+                            "docker_version": "1.12.6",
+                            "pods": 2,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+    started = time.perf_counter()
+    with FleetThread(spec, engine="real") as fleet:
+        up = time.perf_counter() - started
+        register(fleet)
+        audit = audits.audit_create(actor="bench", cluster=Cluster.objects.get(name="real"), concurrency=20)
+        started = time.perf_counter()
+        result = audits.audit_execute(audit_id=audit.pk)
+        wall = time.perf_counter() - started
+    print(
+        f"real engine: 20 nodes x 2 pods up in {up:.1f}s; "
+        f"audit {wall:.2f}s ({result.done} read, {result.failed} failed)"
+    )
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000)
