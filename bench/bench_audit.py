@@ -102,7 +102,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def real_engine() -> None:
-    from rollout.management.commands.quickstart import dockerd_available
+    from nodes.management.commands.simfleet import dockerd_available
 
     if not dockerd_available():
         print("real engine: no dockerd at /run/pidns-docker.sock; skipped")

@@ -67,6 +67,7 @@ def make_node(db):
 
 import os  # noqa: E402
 
+from nodes.management.commands.simfleet import dockerd_available  # noqa: E402
 from simfleet.fleet import FleetThread  # noqa: E402
 from simfleet.spec import parse_spec  # noqa: E402
 
@@ -99,24 +100,11 @@ def run_fleet():
         fleet_thread.stop()
 
 
-def _dockerd_available() -> bool:
-    import socket
-
-    try:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(2)
-            sock.connect(DOCKER_SOCK)
-            sock.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
-            return b" 200 " in sock.recv(64)
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def real_engine():
     """A real local dockerd. In CI it must be there (the suite fails otherwise); elsewhere tests
     that need it are skipped with the reason."""
-    if not _dockerd_available():
+    if not dockerd_available(DOCKER_SOCK):
         REAL_ENGINE_RESULTS["skipped"] += 1
         if os.environ.get("CI"):
             pytest.fail(f"CI needs the real Docker engine at {DOCKER_SOCK} (simfleet/dockerd.sh start)")

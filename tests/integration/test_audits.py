@@ -2,6 +2,7 @@
 
 import dataclasses
 import io
+import os
 import time
 
 import pytest
@@ -191,3 +192,55 @@ def test_reconciler_resumes_an_audit_whose_worker_died(run_fleet, celery_worker_
         time.sleep(0.2)
     audit.refresh_from_db()
     assert audit.status == "succeeded" and audit.done == 2 and audit.attempts == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simfleet_command_then_audit_command_show_observed_modes(tmp_path, viewer, settings):
+    """The newcomer's path: `manage.py simfleet SPEC --register` in its own process, then `audit`."""
+    import subprocess
+    import sys
+
+    import yaml
+    from django.db import connection
+
+    spec = {
+        "clusters": [
+            {
+                "name": "cmd",
+                "plan": "upstream",
+                "nodes": [
+                    {"name": "u17", "kubelet_version": "v1.7.2", "docker_version": "17.03.1-ce"},
+                    {"name": "u18", "kubelet_version": "v1.8.4", "docker_version": "17.03.1-ce"},
+                ],
+            }
+        ]
+    }
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        url = f"sqlite:///{db['NAME']}"
+    else:
+        auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+        url = f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    env = {**os.environ, "DATABASE_URL": url}
+    child = subprocess.Popen(  # noqa: S603
+        [sys.executable, "manage.py", "simfleet", str(path), "--register"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=settings.BASE_DIR,
+    )
+    try:
+        assert child.stdout.readline().strip() == "simfleet ready: 2 nodes"
+        out, _ = audit_now(cluster="cmd", quiet=True)
+        assert "2 nodes read, 0 failed" in out
+        nodes = viewer.get("/api/v1/nodes/?cluster=cmd&ordering=name").json()["results"]
+        assert [(n["name"], n["observed_pid_namespace"], n["pid_namespace"]) for n in nodes] == [
+            ("u17", "shared", "shared"),
+            ("u18", "isolated", "isolated"),
+        ]
+    finally:
+        child.terminate()
+        child.wait(timeout=30)

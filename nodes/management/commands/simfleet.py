@@ -3,14 +3,32 @@
 import asyncio
 import contextlib
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from nodes import services
-from simfleet.fleet import ENGINES, Fleet
+from simfleet.fleet import DEFAULT_DOCKER_URL, ENGINES, Fleet
 from simfleet.spec import SpecError, load_spec
+
+DOCKER_SOCK = DEFAULT_DOCKER_URL.removeprefix("unix://")
+
+
+def dockerd_available(path: str = DOCKER_SOCK) -> bool:
+    """Whether a Docker engine answers on the unix socket."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(2)
+            sock.connect(path)
+            sock.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+            return b" 200 " in sock.recv(64)
+    except OSError:
+        return False
 
 
 def register(fleet: Fleet) -> int:
@@ -30,13 +48,19 @@ class Command(BaseCommand):
         parser.add_argument("spec", type=Path)
         parser.add_argument("--engine", choices=ENGINES, default="fake")
         parser.add_argument("--register", action="store_true", help="create or update the nodes in the inventory")
-        parser.add_argument("--docker-url", default="unix:///run/pidns-docker.sock", help="the real engine's dockerd")
+        parser.add_argument("--docker-url", default=DEFAULT_DOCKER_URL, help="the real engine's dockerd")
 
     def handle(self, *args, spec, engine, register, docker_url, **options):
         try:
             fleet_spec = load_spec(spec)
         except SpecError as exc:
             raise CommandError(str(exc)) from None
+        if engine == "real" and docker_url == f"unix://{DOCKER_SOCK}" and not dockerd_available():
+            script = Path(settings.BASE_DIR) / "simfleet" / "dockerd.sh"
+            started = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True, check=False)  # noqa: S603,S607
+            if started.returncode != 0:
+                raise CommandError(f"no Docker engine for the real engine: {started.stderr.strip()}")
+            self.stderr.write(started.stdout.strip())
         asyncio.run(self._serve(Fleet(fleet_spec, engine=engine, docker_url=docker_url), register))
 
     async def _serve(self, fleet: Fleet, register_nodes: bool) -> None:

@@ -8,7 +8,6 @@ how to reach everything, and serves the web app. Ctrl-C stops every process it s
 import contextlib
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,24 +22,13 @@ from django.db import transaction
 from rest_framework.authtoken.models import Token
 
 from nodes import audits
+from nodes.management.commands.simfleet import dockerd_available
 from nodes.models import Cluster
 from nodes.tasks import audit_enqueue
 from rollout.progress import ProgressLine
 from rollout.roles import ADMIN, role_set
 
 DEMO_FLEET = Path(settings.BASE_DIR) / "simfleet" / "demo.yaml"
-DOCKER_SOCK = "/run/pidns-docker.sock"
-
-
-def dockerd_available(path: str = DOCKER_SOCK) -> bool:
-    try:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(2)
-            sock.connect(path)
-            sock.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
-            return b" 200 " in sock.recv(64)
-    except OSError:
-        return False
 
 
 class Command(BaseCommand):
