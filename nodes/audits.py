@@ -66,7 +66,7 @@ class AuditConflict(Exception):
 
 
 def default_driver() -> Driver:
-    return DockerEngineDriver()
+    return DockerEngineDriver(poll_interval=settings.PIDNS_VERIFY_POLL)
 
 
 def endpoint_for(node: Node) -> Endpoint:
@@ -182,6 +182,17 @@ def _apply_result(result: _Result, now) -> NodeObservation:
         drift_details=node.drift_details,
         duration_ms=result.duration_ms,
     )
+
+
+def node_record(*, node: Node, facts: ObservedFacts | None = None, error: DriverError | None = None) -> NodeObservation:
+    """Record what was just read from one node outside an audit (a rollout's preflight)."""
+    from .decisions import DECISION_COLUMNS
+
+    observation = _apply_result(_Result(node, facts, error, 0), timezone.now())
+    with transaction.atomic():
+        observation.save()
+        node.save(update_fields=[*NODE_AUDIT_FIELDS, *DECISION_COLUMNS])
+    return observation
 
 
 def _record(audit: Audit, batch: list[_Result]) -> None:

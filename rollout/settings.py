@@ -191,6 +191,11 @@ SPECTACULAR_SETTINGS = {
         "ContainerRuntimeEnum": "nodes.models.ContainerRuntime",
         "PlanEnum": "nodes.models.Plan",
         "DecisionPlanEnum": "gates.policy.PLANS",
+        "DecisionIntentEnum": "gates.policy.INTENTS",
+        "RolloutIntentEnum": "rollout.models.ROLLOUT_INTENTS",
+        "RolloutStatusEnum": "rollout.models.RolloutStatus",
+        "AuditStatusEnum": "nodes.models.AuditStatus",
+        "OperationStateEnum": "rollout.models.OperationState",
         "MechanismEnum": "nodes.models.Mechanism",
         "RollbackMethodEnum": "nodes.models.RollbackMethod",
     },
@@ -227,6 +232,10 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "audit-fleet": {"task": "nodes.tasks.audit_scheduled", "schedule": float(envint("PIDNS_AUDIT_INTERVAL", 900))},
     "reconcile": {"task": "nodes.tasks.reconcile", "schedule": float(envint("PIDNS_RECONCILE_INTERVAL", 30))},
+    "rollouts-reconcile": {
+        "task": "rollout.tasks.rollouts_reconcile",
+        "schedule": float(envint("PIDNS_ROLLOUT_RECONCILE_INTERVAL", 10)),
+    },
 }
 
 # Talking to nodes.
@@ -235,6 +244,12 @@ PIDNS_KUBELET_DIR = env("PIDNS_KUBELET_DIR", "/etc/kubernetes/pidns")
 PIDNS_AUDIT_CONCURRENCY = envint("PIDNS_AUDIT_CONCURRENCY", 20)
 PIDNS_AUDIT_LEASE_SECONDS = envint("PIDNS_AUDIT_LEASE_SECONDS", 300)
 PIDNS_AUDIT_STALE_SECONDS = envint("PIDNS_AUDIT_STALE_SECONDS", 120)
+PIDNS_VERIFY_TIMEOUT = float(env("PIDNS_VERIFY_TIMEOUT", "120"))
+PIDNS_VERIFY_POLL = float(env("PIDNS_VERIFY_POLL", "0.5"))
+PIDNS_OPERATION_MAX_ATTEMPTS = envint("PIDNS_OPERATION_MAX_ATTEMPTS", 3)
+PIDNS_OPERATION_LEASE_SECONDS = envint("PIDNS_OPERATION_LEASE_SECONDS", 300)
+PIDNS_DISPATCH_STALE_SECONDS = envint("PIDNS_DISPATCH_STALE_SECONDS", 60)
+PIDNS_DEFAULT_SECONDS_PER_NODE = float(env("PIDNS_DEFAULT_SECONDS_PER_NODE", "30"))
 
 LOGGING = {
     "version": 1,

@@ -7,6 +7,7 @@ from . import views
 api_v1 = [
     path("", include("gates.api.urls")),
     path("", include("nodes.api.urls")),
+    path("", include("rollout.api.urls")),
 ]
 
 urlpatterns = [

@@ -1,0 +1,211 @@
+"""Rollout serializers: input validation into a Strategy, and the read shapes."""
+
+from rest_framework import serializers
+
+from gates.facts import normalize_labels
+from nodes.models import Cluster
+
+from ..models import ROLLOUT_INTENTS, AuditEvent, NodeOperation, Rollout
+from ..strategy import Strategy, StrategyError, Window, parse_batch
+
+
+class SelectorSerializer(serializers.Serializer):
+    labels = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False, default=dict)
+    nodes = serializers.ListField(
+        child=serializers.CharField(max_length=253), required=False, default=list, max_length=100_000
+    )
+
+    def validate_labels(self, value):
+        try:
+            return normalize_labels(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+
+class WindowSerializer(serializers.Serializer):
+    days = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="mon..sun; every day if left out"
+    )
+    start = serializers.CharField(help_text="HH:MM")
+    end = serializers.CharField(help_text="HH:MM; before start spans midnight")
+    tz = serializers.CharField(required=False, default="UTC")
+
+
+class RolloutInputSerializer(serializers.Serializer):
+    """A rollout to preview or create."""
+
+    name = serializers.CharField(max_length=100, required=False, default="")
+    cluster = serializers.SlugRelatedField(slug_field="name", queryset=Cluster.objects.all())
+    intent = serializers.ChoiceField(choices=ROLLOUT_INTENTS)
+    selector = SelectorSerializer(required=False, default=dict)
+    canary_count = serializers.IntegerField(min_value=0, max_value=10_000, default=1)
+    batch_size = serializers.CharField(default="10", help_text="nodes per wave after the canary, or a percentage: 25%")
+    max_unavailable = serializers.IntegerField(
+        min_value=1, max_value=10_000, default=5, help_text="operations in flight at once"
+    )
+    soak_seconds = serializers.IntegerField(min_value=0, max_value=86_400, default=0)
+    max_failures = serializers.IntegerField(min_value=0, max_value=100_000, default=0, help_text="failure budget")
+    auto_rollback = serializers.BooleanField(default=True)
+    pause_after_canary = serializers.BooleanField(default=False)
+    window = WindowSerializer(required=False, allow_null=True, default=None)
+    busy_policy = serializers.ChoiceField(
+        choices=["refuse", "wait"],
+        default="refuse",
+        help_text="nodes busy in another rollout: refuse, or wait for them",
+    )
+    start = serializers.BooleanField(default=False, help_text="start at once")
+
+    def validate(self, attrs):
+        errors = {}
+        try:
+            batch, percent = parse_batch(attrs["batch_size"])
+        except StrategyError as exc:
+            errors[exc.field] = [str(exc)]
+            batch, percent = 10, False
+        try:
+            window = Window.parse(dict(attrs["window"])) if attrs.get("window") else None
+        except StrategyError as exc:
+            errors[exc.field] = [str(exc)]
+            window = None
+        if errors:
+            raise serializers.ValidationError(errors)
+        attrs["strategy"] = Strategy(
+            canary_count=attrs["canary_count"],
+            batch_size=batch,
+            batch_percent=percent,
+            max_unavailable=attrs["max_unavailable"],
+            soak_seconds=attrs["soak_seconds"],
+            max_failures=attrs["max_failures"],
+            auto_rollback=attrs["auto_rollback"],
+            pause_after_canary=attrs["pause_after_canary"],
+            window=window,
+        )
+        attrs["selector"] = {k: v for k, v in dict(attrs["selector"]).items() if v}
+        if not attrs["name"]:
+            attrs["name"] = f"{attrs['cluster'].name} to {attrs['intent']}"
+        return attrs
+
+
+class PreviewTargetSerializer(serializers.Serializer):
+    node = serializers.CharField()
+    node_id = serializers.IntegerField()
+    wave = serializers.IntegerField()
+    pid_namespace = serializers.CharField()
+    mechanism = serializers.CharField()
+    flag_changes = serializers.DictField()
+    warnings = serializers.ListField(child=serializers.CharField())
+    rollback = serializers.CharField()
+    busy_in_rollout = serializers.IntegerField(allow_null=True)
+
+
+class PreviewSkippedSerializer(serializers.Serializer):
+    node = serializers.CharField()
+    node_id = serializers.IntegerField()
+    code = serializers.CharField()
+    reason = serializers.CharField()
+
+
+class PreviewSerializer(serializers.Serializer):
+    cluster = serializers.CharField()
+    plan = serializers.CharField()
+    intent = serializers.CharField()
+    targets = PreviewTargetSerializer(many=True)
+    skipped = PreviewSkippedSerializer(many=True)
+    waves = serializers.ListField(child=serializers.ListField(child=serializers.CharField()))
+    seconds_per_node = serializers.FloatField()
+    predicted_seconds = serializers.FloatField()
+
+
+class OperationSerializer(serializers.ModelSerializer):
+    node = serializers.CharField(source="node.name", read_only=True)
+
+    class Meta:
+        model = NodeOperation
+        fields = [
+            "id",
+            "node",
+            "phase",
+            "wave",
+            "state",
+            "expected_mode",
+            "before_mode",
+            "before_flags",
+            "target_flags",
+            "after_flags",
+            "changed",
+            "attempts",
+            "skip_reason",
+            "error_code",
+            "error",
+            "proof",
+            "dispatched_at",
+            "started_at",
+            "finished_at",
+            "duration_seconds",
+        ]
+        read_only_fields = fields
+
+
+class EventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "created_at", "actor", "verb", "object_type", "object_id", "object_repr", "before", "after"]
+        read_only_fields = fields
+
+
+class RolloutSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="rollout-detail")
+    cluster = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    total = serializers.IntegerField(read_only=True, source="ops_total")
+    done = serializers.IntegerField(read_only=True, source="ops_done")
+    failed = serializers.IntegerField(read_only=True, source="ops_failed")
+    progress = serializers.SerializerMethodField(help_text="Percent of forward operations finished.")
+
+    class Meta:
+        model = Rollout
+        fields = [
+            "id",
+            "url",
+            "name",
+            "cluster",
+            "intent",
+            "status",
+            "reason",
+            "total",
+            "done",
+            "failed",
+            "progress",
+            "current_wave",
+            "canary_count",
+            "batch_size",
+            "batch_percent",
+            "max_unavailable",
+            "soak_seconds",
+            "max_failures",
+            "auto_rollback",
+            "pause_after_canary",
+            "window",
+            "busy_policy",
+            "selector",
+            "predicted_seconds",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_progress(self, rollout) -> int:
+        total = getattr(rollout, "ops_total", 0)
+        return 100 * getattr(rollout, "ops_done", 0) // total if total else 100
+
+
+class RolloutDetailSerializer(RolloutSerializer):
+    counts = serializers.DictField(read_only=True, help_text="operations per phase and state")
+    waves = serializers.ListField(read_only=True)
+    operations = OperationSerializer(many=True, read_only=True)
+    events = EventSerializer(many=True, read_only=True)
+
+    class Meta(RolloutSerializer.Meta):
+        fields = [*RolloutSerializer.Meta.fields, "counts", "waves", "operations", "events"]
+        read_only_fields = fields

@@ -1,0 +1,166 @@
+"""Rollout API: preview, create, and the operator's actions (202), plus the event log."""
+
+from django.db.models import Count, Q
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from .. import services
+from ..events import actor_of
+from ..models import OPERATION_FINAL_STATES, AuditEvent, NodeOperation, OperationState, Rollout
+from ..roles import IsOperator, IsViewer
+from ..tasks import rollout_kick
+from .serializers import (
+    EventSerializer,
+    OperationSerializer,
+    PreviewSerializer,
+    RolloutDetailSerializer,
+    RolloutInputSerializer,
+    RolloutSerializer,
+)
+
+_FORWARD = Q(operations__phase="forward") & ~Q(
+    operations__state=OperationState.SKIPPED, operations__dispatched_at__isnull=True
+)
+
+
+def _with_counts(queryset):
+    return queryset.annotate(
+        ops_total=Count("operations", filter=_FORWARD),
+        ops_done=Count("operations", filter=_FORWARD & Q(operations__state__in=OPERATION_FINAL_STATES)),
+        ops_failed=Count("operations", filter=_FORWARD & Q(operations__state=OperationState.FAILED)),
+    )
+
+
+class RolloutViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Rollouts. Viewers read and preview; operators create them and act on them."""
+
+    queryset = Rollout.objects.select_related("cluster").order_by("-created_at", "-id")
+    serializer_class = RolloutSerializer
+    filterset_fields = ["status", "intent", "cluster__name"]
+
+    def get_permissions(self):
+        if self.action in ("list", "retrieve", "preview"):
+            return [IsViewer()]
+        return [IsOperator()]
+
+    def get_queryset(self):
+        return _with_counts(super().get_queryset())
+
+    def get_serializer_class(self):
+        return RolloutDetailSerializer if self.action == "retrieve" else RolloutSerializer
+
+    def retrieve(self, request, *args, **kwargs):
+        rollout = self.get_object()
+        rollout.counts = services.rollout_counts(rollout)
+        rollout.waves = services.rollout_waves(rollout)
+        rollout.operations_list = list(
+            NodeOperation.objects.filter(rollout=rollout).select_related("node").order_by("phase", "wave", "node__name")
+        )
+        rollout.events_list = list(
+            AuditEvent.objects.filter(object_type="rollout", object_id=str(rollout.pk)).order_by("-created_at", "-id")[
+                :500
+            ]
+        )
+        data = RolloutSerializer(rollout, context={"request": request}).data
+        data["counts"] = rollout.counts
+        data["waves"] = rollout.waves
+        data["operations"] = OperationSerializer(rollout.operations_list, many=True).data
+        data["events"] = EventSerializer(rollout.events_list, many=True).data
+        return Response(data)
+
+    def _accepted(self, request, rollout):
+        rollout = self.get_queryset().get(pk=rollout.pk)
+        data = RolloutSerializer(rollout, context={"request": request}).data
+        return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})
+
+    @extend_schema(request=RolloutInputSerializer, responses={202: RolloutSerializer, 409: None})
+    def create(self, request, *args, **kwargs):
+        serializer = RolloutInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            rollout = services.rollout_create(
+                actor=actor_of(request),
+                name=data["name"],
+                cluster=data["cluster"],
+                intent=data["intent"],
+                strategy=data["strategy"],
+                selector=data["selector"],
+                busy_policy=data["busy_policy"],
+            )
+            if data["start"]:
+                rollout = services.rollout_start(actor=actor_of(request), rollout=rollout)
+                rollout_kick(rollout.pk)
+        except services.RolloutError as exc:
+            return Response(exc.errors, status=exc.status_code)
+        return self._accepted(request, rollout)
+
+    @extend_schema(request=RolloutInputSerializer, responses={200: PreviewSerializer})
+    @action(detail=False, methods=["post"])
+    def preview(self, request):
+        """What a rollout would do (dry run): targets with their decisions and flag changes, waves,
+        skipped nodes and why, predicted duration. Writes nothing."""
+        serializer = RolloutInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        preview = services.rollout_preview(
+            cluster=data["cluster"], selector=data["selector"], intent=data["intent"], strategy=data["strategy"]
+        )
+        return Response(preview)
+
+    def _act(self, request, service, kick=True):
+        rollout = self.get_object()
+        try:
+            rollout = service(actor=actor_of(request), rollout=rollout)
+        except services.RolloutError as exc:
+            return Response(exc.errors, status=exc.status_code)
+        if kick:
+            rollout_kick(rollout.pk)
+        return self._accepted(request, rollout)
+
+    @extend_schema(request=None, responses={202: RolloutSerializer, 409: None})
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk=None):
+        return self._act(request, services.rollout_start)
+
+    @extend_schema(request=None, responses={202: RolloutSerializer, 409: None})
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        return self._act(request, services.rollout_pause, kick=False)
+
+    @extend_schema(request=None, responses={202: RolloutSerializer, 409: None})
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        return self._act(request, services.rollout_resume)
+
+    @extend_schema(request=None, responses={202: RolloutSerializer, 409: None})
+    @action(detail=True, methods=["post"])
+    def abort(self, request, pk=None):
+        return self._act(request, services.rollout_abort, kick=False)
+
+    @extend_schema(request=None, responses={202: RolloutSerializer, 409: None})
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        return self._act(request, services.rollout_approve)
+
+    @extend_schema(request=None, responses={202: RolloutSerializer, 409: None})
+    @action(detail=True, methods=["post"])
+    def rollback(self, request, pk=None):
+        return self._act(request, services.rollout_rollback)
+
+
+class EventViewSet(viewsets.ReadOnlyModelViewSet):
+    """The audit log: every change with its actor, before and after. Filter by object and actor."""
+
+    queryset = AuditEvent.objects.order_by("-created_at", "-id")
+    serializer_class = EventSerializer
+    permission_classes = [IsViewer]
+    filterset_fields = {
+        "object_type": ["exact"],
+        "object_id": ["exact"],
+        "actor": ["exact", "icontains"],
+        "verb": ["exact"],
+        "created_at": ["gte", "lte"],
+    }
