@@ -34,7 +34,7 @@ class WindowSerializer(serializers.Serializer):
 class RolloutInputSerializer(serializers.Serializer):
     """A rollout to preview or create."""
 
-    name = serializers.CharField(max_length=100, required=False, default="")
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     cluster = serializers.SlugRelatedField(slug_field="name", queryset=Cluster.objects.all())
     intent = serializers.ChoiceField(choices=ROLLOUT_INTENTS)
     selector = SelectorSerializer(required=False, default=dict)
