@@ -624,9 +624,10 @@ def _save(op: NodeOperation, state: str, **fields: Any) -> None:
 
 def _finish_operation(op: NodeOperation, state: str, started: float) -> None:
     now = timezone.now()
+    worker = op.lease_owner or "worker"
     _save(op, state, finished_at=now, duration_seconds=round(time.monotonic() - started, 3))
     event_record(
-        actor=f"task:operation_run:{op.lease_owner or 'worker'}",
+        actor=f"task:operation_run:{worker}",
         verb=f"operation-{state}",
         object_type="rollout",
         object_id=op.rollout_id,

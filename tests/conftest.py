@@ -136,3 +136,14 @@ def celery_worker_thread(transactional_db):
         connection.default_channel.queue_purge(app.conf.task_default_queue)
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING") as worker:
         yield worker
+
+
+def subprocess_database_url() -> str:
+    """A URL for the test database, for processes the tests start (workers, simfleet)."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"

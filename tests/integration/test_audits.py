@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from nodes import audits, services
 from nodes.management.commands.simfleet import register
 from nodes.models import Audit, Node, NodeObservation
-from tests.conftest import fleet_spec, node_group
+from tests.conftest import fleet_spec, node_group, subprocess_database_url
 
 
 def audit_now(**options):
@@ -201,7 +201,6 @@ def test_simfleet_command_then_audit_command_show_observed_modes(tmp_path, viewe
     import sys
 
     import yaml
-    from django.db import connection
 
     spec = {
         "clusters": [
@@ -217,12 +216,7 @@ def test_simfleet_command_then_audit_command_show_observed_modes(tmp_path, viewe
     }
     path = tmp_path / "fleet.yaml"
     path.write_text(yaml.safe_dump(spec))
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        url = f"sqlite:///{db['NAME']}"
-    else:
-        auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-        url = f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    url = subprocess_database_url()
     env = {**os.environ, "DATABASE_URL": url}
     child = subprocess.Popen(  # noqa: S603
         [sys.executable, "manage.py", "simfleet", str(path), "--register"],
