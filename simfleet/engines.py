@@ -206,6 +206,8 @@ class FakeEngine:
             self.node.kubelet_dir, operation, env, fail_writes=self.node.spec.faults.apply_fails
         )
         container.exit_code, container.output, container.running = code, output, False
+        if operation == "write" and output.rstrip().endswith("changed") and code == 0:
+            self.node.schedule_sync(0)
 
     def wait(self, container_id: str) -> int:
         return self._get(container_id).exit_code

@@ -84,6 +84,8 @@ class Fleet:
         for node_spec in self.spec.nodes:
             node = SimNode(node_spec, self.root / node_spec.cluster / node_spec.name)
             node.backend = RealEngine(node, self._api, self.fleet_id) if self.engine == "real" else FakeEngine(node)
+            if self.engine == "fake":
+                node.schedule_sync = self._scheduler(node)
             if node_spec.faults.unreachable:
                 # A bound port nobody listens on: connections are refused.
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -99,6 +101,16 @@ class Fleet:
             self.nodes.append(node)
         await self.sync_all()
         self._sync_task = asyncio.create_task(self._sync_loop())
+
+    @staticmethod
+    def _scheduler(node: SimNode):
+        """Fake nodes react to a restart request at once (or when the kubelet is back),
+        instead of at the stand-ins' next pass; the loop is the one serving the node."""
+
+        def schedule(delay: float) -> None:
+            asyncio.get_running_loop().call_later(max(0.0, delay), node.kubelet_sync)
+
+        return schedule
 
     async def sync_all(self) -> None:
         if self.engine == "fake":

@@ -10,6 +10,7 @@ engine the service uses, and (re)creates the node's pods in that mode.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 from gates.facts import parse_facts
@@ -34,7 +35,10 @@ class SimNode:
         self.backend = None  # set by the fleet
         self.port = 0
         self.restart_seen: str | None = None
+        self.restart_due: float | None = None
         self.effective_mode: str | None = None
+        # Set by the fleet: run the stand-in soon (the helper just requested a restart).
+        self.schedule_sync = lambda delay: None
         self.restarts = 0
         self.lock = threading.Lock()
 
@@ -82,6 +86,15 @@ class SimNode:
         with self.lock:
             marker = self._restart_marker()
             restarted = self.restart_seen is not None and marker != self.restart_seen
+            if restarted and self.spec.faults.restart_ms:
+                # The kubelet takes a while to come back; pods change when it has.
+                now = time.monotonic()
+                if self.restart_due is None:
+                    self.restart_due = now + self.spec.faults.restart_ms / 1000
+                if now < self.restart_due:
+                    self.schedule_sync(self.restart_due - now)
+                    return
+            self.restart_due = None
             self.restart_seen = marker
             if self.effective_mode is None or (restarted and not self.spec.faults.verify_never_converges):
                 self.effective_mode = self.desired_mode()

@@ -19,7 +19,7 @@ A spec is YAML or JSON::
 
 Faults: ``unreachable``, ``latency_ms`` (fixed) or ``latency_ms: [min, max]`` (random),
 ``apply_fails``, ``verify_never_converges``, ``engine_too_old``, ``flapping_seconds`` (reachability
-toggles with this period).
+toggles with this period), ``restart_ms`` (how long the kubelet takes to restart).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ FAULT_KEYS = {
     "verify_never_converges",
     "engine_too_old",
     "flapping_seconds",
+    "restart_ms",
 }
 NODE_KEYS = {
     "name",
@@ -93,6 +94,7 @@ class Faults:
     verify_never_converges: bool = False
     engine_too_old: bool = False
     flapping_seconds: float = 0.0
+    restart_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,7 @@ def _faults(raw: Any, where: str) -> Faults:
         verify_never_converges=bool(raw.get("verify_never_converges", False)),
         engine_too_old=bool(raw.get("engine_too_old", False)),
         flapping_seconds=float(raw.get("flapping_seconds", 0) or 0),
+        restart_ms=float(raw.get("restart_ms", 0) or 0),
     )
 
 

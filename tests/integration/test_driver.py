@@ -187,3 +187,13 @@ def test_tls_with_an_unknown_ca_fails(tls_fleet):
 
 def test_endpoint_repr_hides_key_material():
     assert "SECRET" not in repr(Endpoint("tcp://x:1", tls_ca="CA", tls_cert="CERT", tls_key="SECRET"))
+
+
+def test_kubelet_restart_time_delays_the_new_mode(run_fleet):
+    fleet = run_fleet(fleet_spec(node_group("a", kubelet_flags={"enable-cri": "false"}, faults={"restart_ms": 400})))
+    ep = endpoint(fleet, "a")
+    started = time.monotonic()
+    driver.apply(ep, {"enable-cri": "true"})
+    assert driver.facts(ep).observed_pid_namespace == "isolated"  # the kubelet is still restarting
+    driver.verify(ep, "shared", timeout=5)
+    assert time.monotonic() - started >= 0.4

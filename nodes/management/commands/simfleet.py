@@ -49,8 +49,9 @@ class Command(BaseCommand):
         parser.add_argument("--engine", choices=ENGINES, default="fake")
         parser.add_argument("--register", action="store_true", help="create or update the nodes in the inventory")
         parser.add_argument("--docker-url", default=DEFAULT_DOCKER_URL, help="the real engine's dockerd")
+        parser.add_argument("--sync-interval", type=float, default=0.5, help="seconds between kubelet stand-in passes")
 
-    def handle(self, *args, spec, engine, register, docker_url, **options):
+    def handle(self, *args, spec, engine, register, docker_url, sync_interval, **options):
         try:
             fleet_spec = load_spec(spec)
         except SpecError as exc:
@@ -61,7 +62,8 @@ class Command(BaseCommand):
             if started.returncode != 0:
                 raise CommandError(f"no Docker engine for the real engine: {started.stderr.strip()}")
             self.stderr.write(started.stdout.strip())
-        asyncio.run(self._serve(Fleet(fleet_spec, engine=engine, docker_url=docker_url), register))
+        fleet = Fleet(fleet_spec, engine=engine, docker_url=docker_url, sync_interval=sync_interval)
+        asyncio.run(self._serve(fleet, register))
 
     async def _serve(self, fleet: Fleet, register_nodes: bool) -> None:
         try:
