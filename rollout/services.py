@@ -654,11 +654,12 @@ def _run_forward(op: NodeOperation, driver: Driver) -> None:
             f"{decision.blockers[0].code}: {decision.blockers[0].message}",
         )
         return
-    if not decision.changes_required and facts.observed_pid_namespace == expected:
+    retried = op.before_flags is not None  # an earlier attempt may have applied already: carry on
+    if not retried and not decision.changes_required and facts.observed_pid_namespace == expected:
         op.state, op.skip_reason = OperationState.SKIPPED, f"already-{rollout.intent}: the node is already {expected}"
         return
     target = managed_subset(dict(decision.kubelet_flags))
-    if op.before_flags is None:  # a retried operation keeps what it saw first
+    if not retried:  # a retried operation keeps what it saw first
         op.before_flags = managed_subset(facts.kubelet_flags)
         op.before_mode = facts.observed_pid_namespace
     op.target_flags = target

@@ -224,6 +224,16 @@ def succeeded(rollout):
     return rollout.operations.filter(state="succeeded").count()
 
 
+def describe(rollout):
+    """The rollout's status, reason and operations per state, for failure messages."""
+    rollout.refresh_from_db()
+    states = {}
+    for state, code in rollout.operations.values_list("state", "error_code"):
+        key = f"{state}:{code}" if code else state
+        states[key] = states.get(key, 0) + 1
+    return f"{rollout.status} ({rollout.reason}); operations {states}"
+
+
 def wait_until(predicate, timeout, reconcile=False):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -250,11 +260,13 @@ def assert_all_shared(fleet, rollout):
 def test_worker_killed_mid_rollout(lab, workers):
     first = workers("first")
     rollout = start_rollout()
-    assert wait_until(lambda: succeeded(rollout) >= 10, 60), "the first worker made no progress"
+    assert wait_until(lambda: succeeded(rollout) >= 10, 60), describe(rollout)
     first.kill()
     workers("second")
-    assert wait_until(lambda: succeeded(rollout) == NODES, 120, reconcile=True)
-    assert wait_until(lambda: rollout.__class__.objects.get(pk=rollout.pk).status == "succeeded", 30, reconcile=True)
+    assert wait_until(lambda: succeeded(rollout) == NODES, 120, reconcile=True), describe(rollout)
+    assert wait_until(lambda: rollout.__class__.objects.get(pk=rollout.pk).status == "succeeded", 30, reconcile=True), (
+        describe(rollout)
+    )
     assert_all_shared(lab, rollout)
 
 
@@ -267,7 +279,9 @@ def test_redis_restart_mid_rollout(lab, workers, redis):
     redis.stop()
     time.sleep(1)
     redis.start()
-    assert wait_until(lambda: rollout.__class__.objects.get(pk=rollout.pk).status == "succeeded", 120, reconcile=True)
+    assert wait_until(
+        lambda: rollout.__class__.objects.get(pk=rollout.pk).status == "succeeded", 120, reconcile=True
+    ), describe(rollout)
     assert_all_shared(lab, rollout)
 
 
@@ -275,7 +289,9 @@ def test_two_workers_never_claim_the_same_operation(lab, workers):
     workers("one")
     workers("two")
     rollout = start_rollout(max_unavailable=20)
-    assert wait_until(lambda: rollout.__class__.objects.get(pk=rollout.pk).status == "succeeded", 120, reconcile=True)
+    assert wait_until(
+        lambda: rollout.__class__.objects.get(pk=rollout.pk).status == "succeeded", 120, reconcile=True
+    ), describe(rollout)
     assert_all_shared(lab, rollout)
     assert set(rollout.operations.values_list("attempts", flat=True)) == {1}
     actors = set(AuditEvent.objects.filter(verb="operation-succeeded").values_list("actor", flat=True))

@@ -331,3 +331,23 @@ def test_lost_worker_operation_is_recovered(sim, settings):
     rollout = drive(rollout)
     assert rollout.status == "succeeded"
     assert rollout.operations.get(pk=op_id).attempts == 2
+
+
+def test_retry_after_an_apply_that_landed_counts_as_succeeded(sim):
+    fleet, cluster = sim(node_group("a", kubelet_flags=ISOLATED_16))
+    rollout = create(cluster)
+    [op_id] = services.rollout_advance(rollout_id=rollout.pk).dispatched
+    op = services.operation_claim(operation_id=op_id, worker="dying-worker")
+    # The worker recorded what it saw, applied, and died before verifying.
+    NodeOperation.objects.filter(pk=op_id).update(before_flags=ISOLATED_16, before_mode="isolated", changed=True)
+    DockerEngineDriver().apply(endpoint_for(op.node), {"enable-cri": "true"})
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    NodeOperation.objects.filter(pk=op_id).update(lease_until=timezone.now() - timedelta(seconds=1))
+    services.operations_recover()
+    rollout = drive(rollout)
+    op = rollout.operations.get(pk=op_id)
+    assert (op.state, op.before_flags, op.attempts) == ("succeeded", ISOLATED_16, 2)
+    assert rollout.reason == "1 nodes changed, 0 skipped, 0 failed"
