@@ -1,4 +1,5 @@
-"""A synthetic fleet for the benchmarks: realistic version mixes, deterministic."""
+"""Shared by the benchmarks: a synthetic fleet (realistic version mixes, deterministic) and a
+scratch PostgreSQL database. Importing this module changes nothing."""
 
 import random
 
@@ -44,3 +45,14 @@ def fleet_rows(n: int, clusters: list[str], seed: int = 7) -> list[dict]:
             }
         )
     return rows
+
+
+def ensure_postgres_database(url: str) -> None:
+    if not url.startswith("postgres"):
+        return
+    import psycopg
+
+    base, _, name = url.rpartition("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')

@@ -31,7 +31,7 @@ CONCURRENCY = 50
 
 
 def main(n: int) -> None:
-    from bench.bench_import import ensure_postgres_database
+    from bench._fleet import ensure_postgres_database
 
     ensure_postgres_database(os.environ["DATABASE_URL"])
     import django

@@ -21,18 +21,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rollout.settings")
 os.environ.setdefault("PIDNS_VAR_DIR", scratch)
 
 
-def ensure_postgres_database(url: str) -> None:
-    if not url.startswith("postgres"):
-        return
-    import psycopg
-
-    base, _, name = url.rpartition("/")
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def main(n: int) -> None:
+    from bench._fleet import ensure_postgres_database
+
     ensure_postgres_database(os.environ["DATABASE_URL"])
     import django
 

@@ -29,16 +29,35 @@ ENV = {
     "DATABASE_URL": DB,
     "CELERY_BROKER_URL": BROKER,
     "PIDNS_VAR_DIR": scratch,
-    "PIDNS_VERIFY_POLL": "0.02",
     "DJANGO_SETTINGS_MODULE": "rollout.settings",
 }
 os.environ.update(ENV)
-MAX_UNAVAILABLE = 50
+MAX_UNAVAILABLE = int(os.environ.get("BENCH_MAX_UNAVAILABLE", "50"))
 RESTART_MS = 150
 
 
+NAMES = ("fleet", "worker-1", "worker-2")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_cpu() -> float:
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip().startswith("postgres"):
+                    total += _cpu_seconds(int(entry.name))
+            except (OSError, ValueError):
+                continue
+    return total
+
+
 def main(n: int) -> None:
-    from bench.bench_import import ensure_postgres_database
+    from bench._fleet import ensure_postgres_database
 
     ensure_postgres_database(DB)
     import django
@@ -141,6 +160,8 @@ def main(n: int) -> None:
             return Rollout.objects.get(pk=rollout.pk), time.perf_counter() - started
 
         single, _ = run({"nodes": ["one"]}, Strategy(canary_count=0))
+        cpu_before = {name: _cpu_seconds(child.pid) for name, child in zip(NAMES, children, strict=True)}
+        pg_before = _postgres_cpu()
         t_node = NodeOperation.objects.get(rollout=single, node__name="one").duration_seconds
         rollout, wall = run(
             {"labels": {}, "nodes": [f"n-{i:04d}" if n >= 100 else f"n-{i:02d}" for i in range(1, n + 1)]},
@@ -162,6 +183,15 @@ def main(n: int) -> None:
         print(
             f"  mean operation {mean_op * 1000:.0f} ms in the rollout; orchestration overhead per operation "
             f"{(wall - waves * t_node) / n * 1000:.1f} ms of wall time"
+        )
+        cpu = {name: _cpu_seconds(child.pid) - cpu_before[name] for name, child in zip(NAMES, children, strict=True)}
+        postgres = _postgres_cpu() - pg_before
+        busy = sum(cpu.values()) + postgres
+        print(
+            "  CPU seconds during the rollout: "
+            + ", ".join(f"{name} {seconds:.1f}" for name, seconds in cpu.items())
+            + f", postgres {postgres:.1f}; {busy / wall:.2f} of {os.cpu_count()} cores busy; "
+            f"{busy / n * 1000:.0f} ms of CPU per operation"
         )
     finally:
         for child in children:

@@ -1,7 +1,8 @@
 """Celery tasks for rollouts. Thin: ids in, a service call, then what comes next is enqueued.
 
-An operation that finishes enqueues the advancer at once, so the next operation starts as soon
-as a slot frees; the periodic reconciler only catches what a crash or a lost message left.
+An operation that finishes runs the advancer at once, in the same worker, so the next operation
+starts as soon as a slot frees; the periodic reconciler only catches what a crash or a lost
+message left.
 """
 
 from __future__ import annotations
@@ -24,15 +25,19 @@ def rollout_kick(rollout_id: int) -> None:
     transaction.on_commit(lambda: rollout_advance.delay(rollout_id))
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
-def rollout_advance(rollout_id: int) -> int:
-    """Hand free slots to pending operations; look again later when soaking or outside the window."""
+def _advance(rollout_id: int) -> int:
     result = services.rollout_advance(rollout_id=rollout_id)
     for operation_id in result.dispatched:
         operation_run.delay(operation_id)
     if result.recheck_in is not None:
         rollout_advance.apply_async((rollout_id,), countdown=min(30.0, max(0.5, result.recheck_in)))
     return len(result.dispatched)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def rollout_advance(rollout_id: int) -> int:
+    """Hand free slots to pending operations; look again later when soaking or outside the window."""
+    return _advance(rollout_id)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -44,7 +49,9 @@ def operation_run(operation_id: int) -> str:
     if outcome.retry_in is not None:
         operation_run.apply_async((operation_id,), countdown=outcome.retry_in)
     else:
-        rollout_advance.delay(outcome.operation.rollout_id)
+        # The slot this operation held is free: fill it from here, without a round trip
+        # through the broker.
+        _advance(outcome.operation.rollout_id)
     return outcome.operation.state
 
 

@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 MIN_API_VERSION = "1.24"
 HELPER_IMAGE = os.environ.get("PIDNS_HELPER_IMAGE", "pidns-sim/busybox:1")
 HELPER_LABEL = "io.pidns.helper"
+FIRST_POLL = 0.05
 
 
 def _api_tuple(version: str) -> tuple[int, ...]:
@@ -255,10 +256,15 @@ class DockerEngineDriver:
 
     def verify(self, endpoint: Endpoint, expected_mode: str, timeout: float) -> VerifyResult:
         """Wait until every pod shows ``expected_mode`` on two polls in a row with the same pods
-        (a restarting kubelet recreates pods one by one), then prove it with ``ps`` in each pod."""
+        (a restarting kubelet recreates pods one by one), then prove it with ``ps`` in each pod.
+
+        Polls back off from 50 ms to ``poll_interval``: a fast kubelet is seen quickly, a slow one
+        is not hammered. The confirming poll follows the first match after 50 ms.
+        """
         started = time.monotonic()
         deadline = started + timeout
         last, previous_pods = "unknown", None
+        delay = min(FIRST_POLL, self.poll_interval)
         while True:
             with self._client(endpoint) as api:
                 inspected, pods = self._pods(api)
@@ -269,12 +275,14 @@ class DockerEngineDriver:
                     if proof is not None:
                         return VerifyResult(mode=last, elapsed=time.monotonic() - started, proof=proof)
                 previous_pods = current_pods if last == expected_mode else None
-            if time.monotonic() + self.poll_interval > deadline:
+            wait = min(FIRST_POLL, self.poll_interval) if previous_pods is not None else delay
+            if time.monotonic() + wait > deadline:
                 raise DriverError(
                     ErrorCode.VERIFY_TIMEOUT,
                     f"pods did not reach {expected_mode} within {timeout:g}s (observed {last})",
                 )
-            time.sleep(self.poll_interval)
+            time.sleep(wait)
+            delay = min(delay * 2, self.poll_interval)
 
     def _prove(self, api: docker.APIClient, inspected: list[dict], expected_mode: str) -> list[str] | None:
         """One line per pod saying what PID 1 is inside an app container; None if a pod disagrees."""
