@@ -39,6 +39,62 @@ RESTART_MS = 150
 NAMES = ("fleet", "worker-1", "worker-2")
 
 
+def real_engine(run) -> None:
+    """20 real-engine nodes (2 pods each) to shared and back, through the same workers."""
+    from nodes.management.commands.simfleet import dockerd_available, register
+    from rollout import services
+    from rollout.models import NodeOperation
+    from rollout.strategy import Strategy
+    from simfleet.fleet import FleetThread
+    from simfleet.spec import parse_spec
+
+    if not dockerd_available():
+        print("real engine: no dockerd at /run/pidns-docker.sock; skipped")
+        return
+    spec = parse_spec(
+        {
+            "clusters": [
+                {
+                    "name": "real",
+                    "nodes": [
+                        {
+                            "name": "r-{i}",
+                            "count": 20,
+                            "kubelet_version": "v1.6.4",
+                            "docker_version": "1.12.6",
+                            "pods": 2,
+                            "kubelet_flags": {"enable-cri": "false"},
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+    with FleetThread(spec, engine="real", sync_interval=0.2) as fleet:
+        register(fleet)
+        from django.core.management import call_command
+
+        call_command("audit", cluster="real", quiet=True)
+        forward, wall = run(
+            {"labels": {}}, Strategy(canary_count=1, batch_size=19, max_unavailable=10), cluster_name="real"
+        )
+        ops = NodeOperation.objects.filter(rollout=forward, phase="forward")
+        proof = ops.exclude(proof=[]).values_list("proof", flat=True).first() or ["none"]
+        started = time.perf_counter()
+        services.rollout_rollback(actor="bench", rollout=forward)
+        from rollout.tasks import rollout_kick
+
+        rollout_kick(forward.pk)
+        while forward.__class__.objects.get(pk=forward.pk).status not in ("rolled-back", "failed"):
+            time.sleep(0.1)
+        back = time.perf_counter() - started
+        forward.refresh_from_db()
+        print(
+            f"real engine: 20 nodes x 2 pods to shared in {wall:.1f}s ({ops.filter(state='succeeded').count()} "
+            f"succeeded) and back in {back:.1f}s ({forward.status}); proof: {proof[0]}"
+        )
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -148,9 +204,10 @@ def main(n: int) -> None:
             )
         cluster = Cluster.objects.get(name="bench")
 
-        def run(selector, strategy):
+        def run(selector, strategy, cluster_name="bench"):
+            target = cluster if cluster_name == "bench" else Cluster.objects.get(name=cluster_name)
             rollout = services.rollout_create(
-                actor="bench", name="bench", cluster=cluster, intent="shared", strategy=strategy, selector=selector
+                actor="bench", name="bench", cluster=target, intent="shared", strategy=strategy, selector=selector
             )
             started = time.perf_counter()
             services.rollout_start(actor="bench", rollout=rollout)
@@ -193,6 +250,7 @@ def main(n: int) -> None:
             + f", postgres {postgres:.1f}; {busy / wall:.2f} of {os.cpu_count()} cores busy; "
             f"{busy / n * 1000:.0f} ms of CPU per operation"
         )
+        real_engine(run)
     finally:
         for child in children:
             child.send_signal(signal.SIGTERM)
