@@ -35,6 +35,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/bench_decide.py
 	$(BIN)/python bench/bench_import.py
 	$(BIN)/python bench/bench_audit.py
+	$(BIN)/python bench/bench_rollout.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis

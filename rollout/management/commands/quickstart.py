@@ -176,6 +176,9 @@ class Command(BaseCommand):
             f"    curl -s -H 'Authorization: Token {token}' -H 'Content-Type: application/json' \\",
             f"      -d '{example}' {url}api/v1/decisions/evaluate/",
             f"    curl -s -H 'Authorization: Token {token}' '{url}api/v1/nodes/?cluster=lab'",
+            "  a rollout to try (the worker carries it out):",
+            "    .venv/bin/python manage.py rollout create --cluster lab --intent shared --label pool=general "
+            "--batch 50% --start --follow",
             "",
         ]
         self.stdout.write("\n".join(lines))
