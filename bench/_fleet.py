@@ -1,6 +1,7 @@
 """Shared by the benchmarks: a synthetic fleet (realistic version mixes, deterministic) and a
 scratch PostgreSQL database. Importing this module changes nothing."""
 
+import os
 import random
 
 KUBELETS = [
@@ -56,3 +57,11 @@ def ensure_postgres_database(url: str) -> None:
     with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used, from /proc."""
+    from pathlib import Path
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

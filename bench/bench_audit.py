@@ -31,7 +31,7 @@ CONCURRENCY = 50
 
 
 def main(n: int) -> None:
-    from bench._fleet import ensure_postgres_database
+    from bench._fleet import cpu_seconds, ensure_postgres_database
 
     ensure_postgres_database(os.environ["DATABASE_URL"])
     import django
@@ -74,11 +74,11 @@ def main(n: int) -> None:
         audit = audits.audit_create(actor="bench", concurrency=CONCURRENCY)
         started = time.perf_counter()
         cpu_started = time.process_time()
-        fleet_cpu_started = _cpu_seconds(fleet.pid)
+        fleet_cpu_started = cpu_seconds(fleet.pid)
         result = audits.audit_execute(audit_id=audit.pk)
         wall = time.perf_counter() - started
         audit_cpu = time.process_time() - cpu_started
-        fleet_cpu = _cpu_seconds(fleet.pid) - fleet_cpu_started
+        fleet_cpu = cpu_seconds(fleet.pid) - fleet_cpu_started
         floor = n * t_node / CONCURRENCY
         print(f"fake engine: {n} nodes, {LATENCY_MS} ms per request, concurrency {CONCURRENCY}")
         print(f"  one node alone: {t_node * 1000:.0f} ms ({t_node * 1000 / LATENCY_MS:.1f} request latencies)")
@@ -94,11 +94,6 @@ def main(n: int) -> None:
         fleet.terminate()
         fleet.wait(timeout=30)
     real_engine()
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def real_engine() -> None:

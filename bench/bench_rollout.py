@@ -36,6 +36,8 @@ MAX_UNAVAILABLE = int(os.environ.get("BENCH_MAX_UNAVAILABLE", "50"))
 RESTART_MS = 150
 
 
+from bench._fleet import cpu_seconds as _cpu_seconds  # noqa: E402
+
 NAMES = ("fleet", "worker-1", "worker-2")
 
 
@@ -95,11 +97,6 @@ def real_engine(run) -> None:
         )
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _postgres_cpu() -> float:
     total = 0.0
     for entry in Path("/proc").iterdir():
@@ -124,6 +121,7 @@ def main(n: int) -> None:
 
     from nodes.models import Cluster
     from rollout import services
+    from rollout.celery import worker_argv
     from rollout.models import NodeOperation, Rollout
     from rollout.strategy import Strategy
     from rollout.tasks import rollout_kick
@@ -179,22 +177,7 @@ def main(n: int) -> None:
                 subprocess.Popen(  # noqa: S603
                     [
                         sys.executable,
-                        "-m",
-                        "celery",
-                        "-A",
-                        "rollout",
-                        "worker",
-                        "--pool",
-                        "threads",
-                        "--concurrency",
-                        "40",
-                        "--hostname",
-                        f"bench{index}@%h",
-                        "--loglevel",
-                        "ERROR",
-                        "--without-heartbeat",
-                        "--without-mingle",
-                        "--without-gossip",
+                        *worker_argv(hostname=f"bench{index}@%h", concurrency=40, loglevel="ERROR", quiet=True),
                     ],
                     cwd=ROOT,
                     env=env,

@@ -21,7 +21,7 @@ from nodes.drivers.docker_engine import DockerEngineDriver
 from nodes.management.commands.simfleet import register
 from nodes.models import Cluster, Node
 from rollout import services
-from rollout.celery import app
+from rollout.celery import app, worker_argv
 from rollout.models import AuditEvent, NodeOperation
 from rollout.strategy import Strategy
 from rollout.tasks import rollout_kick, rollouts_reconcile
@@ -128,25 +128,7 @@ class Worker:
         self.restarts += 1
         log = open(self.log_dir / f"{self.name}.{self.restarts}.log", "w")  # noqa: SIM115 (closed with the process)
         return subprocess.Popen(  # noqa: S603
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "rollout",
-                "worker",
-                "--pool",
-                "threads",
-                "--concurrency",
-                "12",
-                "--hostname",
-                f"{self.name}@%h",
-                "--loglevel",
-                "WARNING",
-                "--without-heartbeat",
-                "--without-mingle",
-                "--without-gossip",
-            ],
+            [sys.executable, *worker_argv(hostname=f"{self.name}@%h", concurrency=12, quiet=True)],
             cwd=django_settings.BASE_DIR,
             env=self.env,
             stdout=log,
@@ -173,7 +155,10 @@ class Worker:
 
 
 @pytest.fixture
-def workers(redis, tmp_path):
+def workers(redis, tmp_path, settings):
+    # The reconciler runs here (as beat would): it must use the workers' short timings.
+    settings.PIDNS_DISPATCH_STALE_SECONDS = 3
+    settings.PIDNS_OPERATION_LEASE_SECONDS = 3
     started = []
     env = {
         **os.environ,
@@ -262,6 +247,8 @@ def test_worker_killed_mid_rollout(lab, workers):
     rollout = start_rollout()
     assert wait_until(lambda: succeeded(rollout) >= 10, 60), describe(rollout)
     first.kill()
+    rollout.refresh_from_db()
+    assert rollout.status == "running" and succeeded(rollout) < NODES  # killed mid-rollout
     workers("second")
     assert wait_until(lambda: succeeded(rollout) == NODES, 120, reconcile=True), describe(rollout)
     assert wait_until(lambda: rollout.__class__.objects.get(pk=rollout.pk).status == "succeeded", 30, reconcile=True), (
@@ -275,8 +262,10 @@ def test_redis_restart_mid_rollout(lab, workers, redis):
     # tasks in flight (restore_unacked on a dead connection), so the worker runs supervised.
     workers("only", supervised=True)
     rollout = start_rollout()
-    assert wait_until(lambda: succeeded(rollout) >= 10, 60)
+    assert wait_until(lambda: succeeded(rollout) >= 10, 60), describe(rollout)
     redis.stop()
+    rollout.refresh_from_db()
+    assert rollout.status == "running" and succeeded(rollout) < NODES  # Redis went away mid-rollout
     time.sleep(1)
     redis.start()
     assert wait_until(

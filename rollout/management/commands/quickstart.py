@@ -25,6 +25,7 @@ from nodes import audits
 from nodes.management.commands.simfleet import dockerd_available
 from nodes.models import Cluster
 from nodes.tasks import audit_enqueue
+from rollout.celery import worker_argv
 from rollout.progress import ProgressLine
 from rollout.roles import ADMIN, role_set
 
@@ -120,30 +121,9 @@ class Command(BaseCommand):
         return engine
 
     def _start_celery(self) -> None:
-        self._spawn(
-            "-m",
-            "celery",
-            "-A",
-            "rollout",
-            "worker",
-            "--pool",
-            "threads",
-            "--concurrency",
-            "4",
-            "--loglevel",
-            "WARNING",
-        )
-        self._spawn(
-            "-m",
-            "celery",
-            "-A",
-            "rollout",
-            "beat",
-            "--loglevel",
-            "WARNING",
-            "--schedule",
-            str(settings.VAR_DIR / "celerybeat-schedule"),
-        )
+        self._spawn(*worker_argv(concurrency=4))
+        beat_schedule = str(settings.VAR_DIR / "celerybeat-schedule")
+        self._spawn("-m", "celery", "-A", "rollout", "beat", "--loglevel", "WARNING", "--schedule", beat_schedule)
 
     def _first_audit(self) -> None:
         try:
