@@ -140,7 +140,9 @@ STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else 
 # Serve app static files (API docs assets) straight from the apps: no collectstatic step needed.
 WHITENOISE_USE_FINDERS = True
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
 
 # Cookies are marked secure when the service is served over TLS.
 SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", False)

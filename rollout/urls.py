@@ -1,6 +1,9 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from nodes import views as node_views
 
 from . import views
 
@@ -11,7 +14,11 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", node_views.OverviewPage.as_view(), name="overview"),
+    path("nodes/", node_views.NodeListPage.as_view(), name="node-list-page"),
+    path("nodes/<int:pk>/", node_views.NodeDetailPage.as_view(), name="node-page"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),

@@ -1,8 +1,7 @@
-"""Health check and the landing page."""
+"""Health check."""
 
 from django.db import connection
 from django.http import JsonResponse
-from django.shortcuts import render
 
 
 def healthz(request):
@@ -18,7 +17,3 @@ def healthz(request):
     return JsonResponse(
         {"status": "ok" if healthy else "failing", "checks": {"database": database}}, status=200 if healthy else 503
     )
-
-
-def home(request):
-    return render(request, "home.html")

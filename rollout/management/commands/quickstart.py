@@ -150,7 +150,7 @@ class Command(BaseCommand):
             f"PID namespace rollout manager: {url}",
             f"  API docs:    {url}api/docs/",
             f"  admin token: {token}",
-            f"  admin login: admin / {password}   ({url}admin/)",
+            f"  admin login: admin / {password}   (dashboard {url}, Django admin {url}admin/)",
             f"  simulated fleet: clusters lab and lab-upstream ({engine} engine)",
             "  try:",
             f"    curl -s -H 'Authorization: Token {token}' -H 'Content-Type: application/json' \\",

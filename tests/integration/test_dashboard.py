@@ -1,0 +1,127 @@
+"""Dashboard pages: sign-in with CSRF, roles on the server, what each page shows, query counts."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from nodes import services
+from rollout.roles import role_set
+
+pytestmark = pytest.mark.django_db
+
+
+def user(name, role=None, password="correct horse battery staple"):
+    account = get_user_model().objects.create_user(username=name, password=password)
+    if role:
+        role_set(user=account, role=role)
+    return account
+
+
+def signed_in(name, role="viewer"):
+    user(name, role)
+    client = Client()
+    client.login(username=name, password="correct horse battery staple")
+    return client
+
+
+@pytest.fixture
+def fleet(make_cluster, make_node):
+    east = make_cluster("east")
+    west = make_cluster("west", plan="upstream")
+    make_node(east, "e1")
+    make_node(east, "e2", flags={"enable-cri": "false"})
+    make_node(east, "e3", kubelet="v1.7.2", docker="1.11.2")
+    make_node(west, "w1", kubelet="v1.8.0", docker="17.03.1-ce")
+    return east, west
+
+
+def test_anonymous_is_sent_to_sign_in(client):
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"] == "/login/?next=/"
+    assert client.get("/nodes/").status_code == 302
+
+
+def test_sign_in_needs_csrf_and_the_right_password():
+    user("alice", "viewer")
+    client = Client(enforce_csrf_checks=True)
+    page = client.get("/login/")
+    assert page.status_code == 200 and b'name="csrfmiddlewaretoken"' in page.content
+    without_token = client.post("/login/", {"username": "alice", "password": "correct horse battery staple"})
+    assert without_token.status_code == 403
+    token = client.cookies["csrftoken"].value
+    wrong = client.post("/login/", {"username": "alice", "password": "nope", "csrfmiddlewaretoken": token})
+    assert b"do not match" in wrong.content
+    ok = client.post(
+        "/login/",
+        {
+            "username": "alice",
+            "password": "correct horse battery staple",
+            "csrfmiddlewaretoken": token,
+            "next": "/nodes/",
+        },
+    )
+    assert ok.status_code == 302 and ok["Location"] == "/nodes/"
+    assert client.get("/nodes/").status_code == 200
+    assert client.post("/logout/", {"csrfmiddlewaretoken": client.cookies["csrftoken"].value}).status_code == 302
+    assert client.get("/").status_code == 302
+
+
+def test_a_user_without_a_role_is_forbidden(fleet):
+    client = signed_in("nobody", role=None)
+    assert client.get("/").status_code == 403
+    assert client.get("/nodes/").status_code == 403
+
+
+def test_overview_shows_modes_clusters_and_blockers(fleet):
+    body = signed_in("viewer").get("/").content.decode()
+    assert "4 nodes by decided PID namespace" in body
+    assert 'href="/nodes/?cluster=east"' in body and "upstream" in body
+    assert "<code>DOCKER_TOO_OLD</code> 1" in body  # e3: Docker 1.11 cannot share
+    assert "No node is in drift." in body and "No rollout is active." in body
+
+
+def test_node_list_filters_and_sorts(fleet):
+    client = signed_in("viewer")
+    body = client.get("/nodes/?cluster=east&pid_namespace=isolated&ordering=-name").content.decode()
+    assert "2 nodes" in body
+    assert body.index(">e3<") < body.index(">e2<")
+    assert ">e1<" not in body and ">w1<" not in body
+    bad = client.get("/nodes/?pid_namespace=sideways").content.decode()
+    assert "0 nodes" in bad and "pid_namespace" in bad
+
+
+def test_node_page_explains_the_decision(fleet):
+    east, _ = fleet
+    node = east.nodes.get(name="e2")
+    body = signed_in("viewer").get(f"/nodes/{node.pk}/").content.decode()
+    assert "CRI_DISABLED" in body and "dockertools" in body
+    assert "Never audited." in body and "No rollout has touched this node." in body
+    assert signed_in("other").get("/nodes/999999/").status_code == 404
+
+
+def test_node_without_facts_says_why(make_cluster):
+    node = services.node_create(actor="test", cluster=make_cluster("paper"), name="bare")
+    body = signed_in("viewer").get(f"/nodes/{node.pk}/").content.decode()
+    assert "No decision yet: the kubelet version is not known yet." in body
+
+
+def _queries(client, url):
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(url).status_code == 200
+    return len(ctx.captured_queries)
+
+
+@pytest.mark.parametrize("url", ["/", "/nodes/", "/nodes/?cluster=c1&pid_namespace=shared"])
+def test_pages_use_a_constant_number_of_queries(make_cluster, make_node, url):
+    client = signed_in("viewer")
+    first = make_cluster("c1")
+    make_node(first, "n0")
+    small = _queries(client, url)
+    for i in range(2, 6):
+        cluster = make_cluster(f"c{i}")
+        for j in range(12):
+            make_node(cluster, f"n{j}", kubelet=f"v1.{6 + j % 4}.0", flags={"enable-cri": "false"} if j % 2 else None)
+            make_node(first, f"m{i}-{j}", kubelet=f"v1.{6 + j % 4}.0")
+    assert _queries(client, url) == small
