@@ -1,0 +1,91 @@
+"""The dashboard in a real browser: sign in, read the overview, filter nodes, read a decision."""
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from nodes import services
+from rollout.roles import role_set
+
+pytestmark = pytest.mark.django_db(transaction=True)
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def fleet():
+    east = services.cluster_create(actor="test", name="east")
+    west = services.cluster_create(actor="test", name="west", plan="upstream")
+    for name, kubelet, docker, flags in [
+        ("e1", "v1.6.4", "1.12.6", {}),
+        ("e2", "v1.6.4", "1.12.6", {"enable-cri": "false"}),
+        ("e3", "v1.7.2", "1.11.2", {}),
+    ]:
+        services.node_create(
+            actor="test",
+            cluster=east,
+            name=name,
+            kubelet_version=kubelet,
+            runtime_version=docker,
+            kubelet_flags=flags,
+            pause_image="k8s.gcr.io/pause:3.0",
+        )
+    services.node_create(actor="test", cluster=west, name="w1", kubelet_version="v1.8.0", runtime_version="17.03.1-ce")
+
+
+def account(name, role):
+    user = get_user_model().objects.create_user(username=name, password=PASSWORD)
+    if role:
+        role_set(user=user, role=role)
+
+
+def sign_in(page, live_server, name):
+    page.goto(f"{live_server.url}/")
+    assert "/login/" in page.url
+    page.get_by_label("User name").fill(name)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_operator_reads_overview_filters_nodes_and_reads_a_decision(page, live_server, fleet, screenshot):
+    account("olga", "operator")
+    sign_in(page, live_server, "olga")
+    page.get_by_role("heading", name="Fleet overview").wait_for()
+    assert page.get_by_role("heading", name="4 nodes by decided PID namespace").is_visible()
+    assert page.get_by_role("row", name="east").is_visible()
+    screenshot("overview")
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Nodes").click()
+    page.get_by_label("Decided mode").select_option("isolated")
+    page.get_by_label("Cluster").fill("east")
+    page.get_by_role("button", name="Filter").click()
+    page.get_by_text("2 nodes").wait_for()
+    rows = page.locator("tbody tr th a").all_inner_texts()
+    assert rows == ["e2", "e3"]
+    screenshot("nodes")
+
+    page.get_by_role("link", name="e2", exact=True).click()
+    page.get_by_role("heading", name="east/e2").wait_for()
+    decision = page.locator("section", has=page.get_by_role("heading", name="Decision under the proposal plan"))
+    text = decision.inner_text()
+    assert "CRI_DISABLED" in text and "dockertools" in text and "not-needed" in text
+    screenshot("node")
+
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("heading", name="Sign in").wait_for()
+
+
+def test_user_without_a_role_is_refused(page, live_server, fleet):
+    account("nobody", None)
+    sign_in(page, live_server, "nobody")
+    response = page.goto(f"{live_server.url}/nodes/")
+    assert response.status == 403
+
+
+def test_keyboard_reaches_the_filters(page, live_server, fleet):
+    account("vera", "viewer")
+    sign_in(page, live_server, "vera")
+    page.goto(f"{live_server.url}/nodes/")
+    focused = []
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        focused.append(page.evaluate("document.activeElement.id || document.activeElement.textContent.trim()"))
+    assert {"f-cluster", "f-runtime", "f-mode", "f-observed", "f-minor", "f-name"} <= set(focused)
