@@ -89,3 +89,37 @@ def test_keyboard_reaches_the_filters(page, live_server, fleet):
         page.keyboard.press("Tab")
         focused.append(page.evaluate("document.activeElement.id || document.activeElement.textContent.trim()"))
     assert {"f-cluster", "f-runtime", "f-mode", "f-observed", "f-minor", "f-name"} <= set(focused)
+
+
+def test_operator_starts_pauses_and_aborts_a_rollout_viewer_sees_no_buttons(page, live_server, fleet, screenshot):
+    from nodes.models import Cluster
+    from rollout import services as rollout_services
+    from rollout.strategy import Strategy
+
+    rollout = rollout_services.rollout_create(
+        actor="user:test",
+        name="east to shared",
+        cluster=Cluster.objects.get(name="east"),
+        intent="shared",
+        strategy=Strategy(canary_count=1),
+    )
+    account("vera", "viewer")
+    sign_in(page, live_server, "vera")
+    page.goto(f"{live_server.url}/rollouts/{rollout.pk}/")
+    page.get_by_role("heading", name=f"Rollout #{rollout.pk}: east to shared").wait_for()
+    assert page.get_by_role("button", name="Start").count() == 0
+    page.get_by_role("button", name="Sign out").click()
+
+    account("olga", "operator")
+    sign_in(page, live_server, "olga")
+    page.goto(f"{live_server.url}/rollouts/")
+    page.get_by_role("link", name=f"#{rollout.pk} east to shared").click()
+    page.get_by_role("button", name="Start").click()
+    page.get_by_text("start: the rollout is now running.").wait_for()
+    page.get_by_role("button", name="Pause").click()
+    page.get_by_text("pause: the rollout is now paused.").wait_for()
+    screenshot("paused")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Abort").click()
+    page.get_by_text("abort: the rollout is now aborted.").wait_for()
+    assert page.get_by_role("button", name="Rollback").is_visible()
