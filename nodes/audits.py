@@ -29,7 +29,7 @@ from .drift import detect_drift
 from .drivers.base import Driver, DriverError, Endpoint, ErrorCode, ObservedFacts
 from .drivers.docker_engine import DockerEngineDriver
 from .drivers.dropin import MANAGED_FLAGS
-from .models import AUDIT_ACTIVE_STATES, Audit, AuditStatus, Cluster, Node, NodeObservation
+from .models import AUDIT_ACTIVE_STATES, NODE_OBSERVED_FIELDS, Audit, AuditStatus, Cluster, Node, NodeObservation
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,7 @@ NODE_AUDIT_FIELDS = (
     "docker_api_version",
     "kubelet_flags",
     "pause_image",
-    "observed_pid_namespace",
-    "reachable",
-    "last_audit_at",
-    "audit_error",
-    "audit_error_code",
-    "drift",
-    "drift_details",
+    *NODE_OBSERVED_FIELDS,
 )
 
 

@@ -174,6 +174,18 @@ class Node(models.Model):
         }
 
 
+# What audits observe on a node (never written through the API).
+NODE_OBSERVED_FIELDS = (
+    "observed_pid_namespace",
+    "reachable",
+    "last_audit_at",
+    "audit_error",
+    "audit_error_code",
+    "drift",
+    "drift_details",
+)
+
+
 class AuditStatus(models.TextChoices):
     QUEUED = "queued"
     RUNNING = "running"

@@ -8,7 +8,7 @@ from rollout.events import actor_of
 
 from .. import services
 from ..decisions import DECISION_COLUMNS, node_decision
-from ..models import Audit, Cluster, DockerCredential, Node, NodeObservation
+from ..models import NODE_OBSERVED_FIELDS, Audit, Cluster, DockerCredential, Node, NodeObservation
 from ..validation import NODE_FIELDS, NORMALIZERS, check_runtime_version, normalize_labels
 
 
@@ -58,13 +58,7 @@ class ClusterSerializer(serializers.ModelSerializer):
 
 # Observed by audits or derived from the facts: never written through the API.
 _READ_ONLY = [
-    "observed_pid_namespace",
-    "reachable",
-    "last_audit_at",
-    "audit_error",
-    "audit_error_code",
-    "drift",
-    "drift_details",
+    *NODE_OBSERVED_FIELDS,
     *DECISION_COLUMNS,
     "created_at",
     "updated_at",
