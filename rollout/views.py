@@ -12,6 +12,7 @@ from nodes.views import ViewerPage
 from . import services
 from .models import AuditEvent, NodeOperation, Rollout
 from .roles import OPERATOR, has_role
+from .selectors import progress_of, rollouts_with_counts
 from .tasks import rollout_kick
 
 ACTIONS = {
@@ -56,11 +57,9 @@ class RolloutListPage(ViewerPage):
     template_name = "dashboard/rollouts.html"
 
     def get_context_data(self, **kwargs):
-        from .api.views import _with_counts
-
         context = super().get_context_data(**kwargs)
         context["rollouts"] = list(
-            _with_counts(Rollout.objects.select_related("cluster")).order_by("-created_at")[:100]
+            rollouts_with_counts(Rollout.objects.select_related("cluster")).order_by("-created_at")[:100]
         )
         return context
 
@@ -72,17 +71,15 @@ class RolloutDetailPage(ViewerPage):
         context = super().get_context_data(**kwargs)
         rollout = get_object_or_404(Rollout.objects.select_related("cluster"), pk=kwargs["pk"])
         counts = services.rollout_counts(rollout)
-        forward = counts["forward"]
-        total = sum(forward.values())
-        finished = sum(forward.get(s, 0) for s in ("succeeded", "failed", "skipped", "needs-manual", "cancelled"))
+        progress = progress_of(counts["forward"])
         can_act = has_role(self.request.user, OPERATOR)
         context.update(
             rollout=rollout,
             counts=counts,
-            progress=100 * finished // total if total else 100,
-            finished=finished,
-            total=total,
-            failed=forward.get("failed", 0),
+            progress=progress.percent,
+            finished=progress.finished,
+            total=progress.total,
+            failed=progress.failed,
             waves=services.rollout_waves(rollout),
             operations=list(
                 NodeOperation.objects.filter(rollout=rollout)

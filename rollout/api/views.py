@@ -1,6 +1,5 @@
 """Rollout API: preview, create, and the operator's actions (202), plus the event log."""
 
-from django.db.models import Count, Q
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -8,8 +7,9 @@ from rest_framework.response import Response
 
 from .. import services
 from ..events import actor_of
-from ..models import OPERATION_FINAL_STATES, AuditEvent, NodeOperation, OperationState, Rollout
+from ..models import AuditEvent, NodeOperation, Rollout
 from ..roles import IsOperator, IsViewer
+from ..selectors import rollouts_with_counts
 from ..tasks import rollout_kick
 from .serializers import (
     EventSerializer,
@@ -19,18 +19,6 @@ from .serializers import (
     RolloutInputSerializer,
     RolloutSerializer,
 )
-
-_FORWARD = Q(operations__phase="forward") & ~Q(
-    operations__state=OperationState.SKIPPED, operations__dispatched_at__isnull=True
-)
-
-
-def _with_counts(queryset):
-    return queryset.annotate(
-        ops_total=Count("operations", filter=_FORWARD),
-        ops_done=Count("operations", filter=_FORWARD & Q(operations__state__in=OPERATION_FINAL_STATES)),
-        ops_failed=Count("operations", filter=_FORWARD & Q(operations__state=OperationState.FAILED)),
-    )
 
 
 class RolloutViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
@@ -46,7 +34,7 @@ class RolloutViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return [IsOperator()]
 
     def get_queryset(self):
-        return _with_counts(super().get_queryset())
+        return rollouts_with_counts(super().get_queryset())
 
     def get_serializer_class(self):
         return RolloutDetailSerializer if self.action == "retrieve" else RolloutSerializer

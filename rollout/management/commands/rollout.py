@@ -19,6 +19,7 @@ from rollout import services
 from rollout.api.serializers import RolloutInputSerializer
 from rollout.models import ROLLOUT_FINAL_STATES, Rollout, RolloutStatus
 from rollout.progress import ProgressLine
+from rollout.selectors import progress_of
 from rollout.tasks import rollout_kick
 
 ACTOR = "command:rollout"
@@ -187,14 +188,11 @@ class Command(BaseCommand):
         line = ProgressLine(getattr(self.stdout, "_out", self.stdout), f"rollout {rollout.pk}")
         while True:
             rollout.refresh_from_db()
-            forward = services.rollout_counts(rollout)["forward"]
-            back = services.rollout_counts(rollout)["rollback"]
-            total = sum(forward.values())
-            finished = sum(forward.get(s, 0) for s in ("succeeded", "failed", "skipped", "needs-manual", "cancelled"))
+            counts = services.rollout_counts(rollout)
+            forward, back = progress_of(counts["forward"]), counts["rollback"]
             text = (
-                f"{rollout.status}, wave {rollout.current_wave}, {finished}/{total} done, "
-                f"{forward.get('failed', 0)} failed, {forward.get('running', 0) + forward.get('dispatched', 0)} "
-                "in flight"
+                f"{rollout.status}, wave {rollout.current_wave}, {forward.finished}/{forward.total} done, "
+                f"{forward.failed} failed, {forward.in_flight} in flight"
             )
             if back:
                 text += f"; rollback {back.get('succeeded', 0)}/{sum(back.values())}"
