@@ -15,7 +15,7 @@ from typing import Any
 from gates.facts import FactsError, parse_facts
 from gates.plans import decide
 from gates.policy import INTENT_DEFAULT, ISOLATED, SHARED, Decision
-from gates.versions import VersionError, parse_kube_version
+from gates.versions import VersionError, parse_docker_version, parse_kube_version
 
 UNKNOWN = "unknown"
 
@@ -56,6 +56,20 @@ def decision_columns(values: Mapping[str, Any], plan: str) -> dict[str, str]:
     )
 
 
+def runtime_line(runtime: str, version: str) -> str:
+    """The runtime's release line for the overview's matrix: ``1.12`` or ``17.03`` for Docker (as
+    Docker writes its lines), the runtime's name for the others; empty when not known."""
+    if runtime and runtime != "docker":
+        return runtime
+    try:
+        parsed = parse_docker_version(version) if version else None
+    except VersionError:
+        return ""
+    if parsed is None:
+        return ""
+    return f"{parsed.major}.{parsed.minor:02d}" if parsed.major >= 17 else parsed.line_label
+
+
 @lru_cache(maxsize=65536)
 def _columns_cached(kubelet, runtime, runtime_version, flags_json, pause, plan) -> tuple[tuple[str, str], ...]:
     values = {
@@ -70,9 +84,11 @@ def _columns_cached(kubelet, runtime, runtime_version, flags_json, pause, plan) 
     except VersionError:
         minor = ""
     current, error = node_decision(values, plan)
+    line = runtime_line(runtime, runtime_version)
     if current is None:
         columns = {
             "kubelet_minor": minor,
+            "runtime_line": line,
             "pid_namespace": UNKNOWN,
             "mechanism": "",
             "rollback_method": "",
@@ -85,6 +101,7 @@ def _columns_cached(kubelet, runtime, runtime_version, flags_json, pause, plan) 
         to_isolated, _ = node_decision(values, plan, ISOLATED)
         columns = {
             "kubelet_minor": minor,
+            "runtime_line": line,
             "pid_namespace": current.pid_namespace,
             "mechanism": current.mechanism,
             "rollback_method": current.rollback.method,
@@ -97,6 +114,7 @@ def _columns_cached(kubelet, runtime, runtime_version, flags_json, pause, plan) 
 
 DECISION_COLUMNS = (
     "kubelet_minor",
+    "runtime_line",
     "pid_namespace",
     "mechanism",
     "rollback_method",

@@ -144,6 +144,9 @@ class Node(models.Model):
     audit_lease_until = models.DateTimeField(null=True, blank=True)
 
     kubelet_minor = models.CharField(max_length=16, blank=True, db_index=True)
+    runtime_line = models.CharField(
+        max_length=16, blank=True, default="", help_text="Docker release line (1.12, 17.03) or the runtime's name."
+    )
     pid_namespace = models.CharField(
         max_length=16, choices=PidNamespace.choices, default=PidNamespace.UNKNOWN, db_index=True
     )

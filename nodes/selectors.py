@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from .models import Cluster, Node
 
@@ -64,3 +64,54 @@ def fleet_summary(*, nodes: QuerySet[Node] | None = None) -> dict[str, Any]:
             for c in clusters
         ],
     }
+
+
+def _version_key(label: str) -> tuple:
+    """Sort key for release lines (``1.6`` < ``1.10`` < ``17.03``); names after numbers."""
+    parts = label.split(".")
+    if label and all(p.isdigit() for p in parts):
+        return (0, *map(int, parts))
+    return (1, label)
+
+
+def version_matrix(*, nodes: QuerySet[Node] | None = None) -> dict[str, Any]:
+    """Nodes by kubelet release line (rows) and runtime release line (columns), with the decided
+    modes and the number blocked from shared in each cell. One GROUP BY query.
+
+    Each cell: ``total``, ``modes`` ({mode: count}, largest first), ``mode`` (the largest, for
+    its colour), ``blocked`` (nodes that cannot be switched to shared) and ``switchable``.
+    """
+    nodes = Node.objects.all() if nodes is None else nodes
+    rows = (
+        nodes.order_by()
+        .values("kubelet_minor", "runtime_line", "pid_namespace")
+        .annotate(n=Count("id"), blocked=Count("id", filter=~Q(shared_blocker="")))
+    )
+    cells: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        cell = cells.setdefault(
+            (row["kubelet_minor"] or "unknown", row["runtime_line"] or "unknown"),
+            {"total": 0, "modes": Counter(), "blocked": 0},
+        )
+        cell["total"] += row["n"]
+        cell["modes"][row["pid_namespace"]] += row["n"]
+        cell["blocked"] += row["blocked"]
+    kubelets = sorted({k for k, _ in cells}, key=_version_key)
+    runtimes = sorted({r for _, r in cells}, key=_version_key)
+    table = []
+    for kubelet in kubelets:
+        row_cells = []
+        for runtime in runtimes:
+            cell = cells.get((kubelet, runtime))
+            if cell is not None:
+                modes = sorted(cell["modes"].items(), key=lambda item: (-item[1], item[0]))
+                cell = {
+                    **cell,
+                    "modes": dict(modes),
+                    "mode": modes[0][0],
+                    "switchable": cell["total"] - cell["blocked"],
+                }
+            row_cells.append({"runtime": runtime, "cell": cell})
+        table.append({"kubelet": kubelet, "cells": row_cells})
+    columns = [{"key": r, "label": f"Docker {r}" if _version_key(r)[0] == 0 else r} for r in runtimes]
+    return {"kubelets": kubelets, "runtimes": runtimes, "columns": columns, "rows": table}

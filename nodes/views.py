@@ -1,21 +1,30 @@
-"""Dashboard pages for the inventory: fleet overview, node list, node detail. Read-only and thin:
-selectors do the reads; every page needs the viewer role (checked here, on the server)."""
+"""Dashboard pages for the inventory: fleet overview, node list, node detail, what-if, audits.
+Thin: selectors do the reads and services the writes; every page needs the viewer role and every
+write the operator role (checked here, on the server)."""
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.shortcuts import get_object_or_404
+from django.db import transaction
+from django.db.models import Count
+from django.shortcuts import get_object_or_404, redirect
 from django.views.generic import TemplateView
 
-from rollout.models import NodeOperation, Rollout
-from rollout.roles import VIEWER, has_role, user_role
+from gates.plans import PLANS
+from rollout.models import ROLLOUT_ACTIVE_STATES, NodeOperation, Rollout
+from rollout.roles import OPERATOR, VIEWER, has_role, user_role
+from rollout.selectors import rollouts_with_counts
 
-from . import selectors
+from . import audits, selectors
 from .api.filters import NodeFilter
+from .charts import stacked_bar
 from .decisions import node_decision
-from .models import Audit, NodeObservation
+from .models import AUDIT_ACTIVE_STATES, Audit, Cluster, NodeObservation
+from .tasks import audit_enqueue
+from .whatif import LISTED, Change, WhatIfError, whatif
 
 SORTABLE = {
     "name",
@@ -46,18 +55,30 @@ class ViewerPage(LoginRequiredMixin, TemplateView):
 
 
 class OverviewPage(ViewerPage):
+    """The fleet at a glance. htmx re-renders the live part every few seconds."""
+
     template_name = "dashboard/overview.html"
+    poll_seconds = 5
+
+    def get_template_names(self):
+        return ["dashboard/_overview_live.html"] if self.request.htmx else [self.template_name]
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context["summary"] = selectors.fleet_summary()
+        summary = selectors.fleet_summary()
+        context["summary"] = summary
+        context["fleet_bar"] = stacked_bar("All clusters", summary["by_pid_namespace"])
+        context["cluster_bars"] = [stacked_bar(c["name"], c["by_pid_namespace"]) for c in summary["clusters"]]
+        context["matrix"] = selectors.version_matrix()
         context["drifting"] = list(selectors.node_list().filter(drift=True).order_by("cluster__name", "name")[:20])
+        context["drift_count"] = selectors.node_list().filter(drift=True).count()
         context["rollouts"] = list(
-            Rollout.objects.select_related("cluster")
-            .filter(status__in=["running", "paused", "awaiting-approval", "rolling-back"])
+            rollouts_with_counts(Rollout.objects.select_related("cluster"))
+            .filter(status__in=ROLLOUT_ACTIVE_STATES)
             .order_by("-created_at")[:10]
         )
         context["audits"] = list(Audit.objects.select_related("cluster").order_by("-created_at")[:5])
+        context["poll_seconds"] = self.poll_seconds
         return context
 
 
@@ -91,5 +112,94 @@ class NodeDetailPage(ViewerPage):
             decision_error=why,
             observations=list(NodeObservation.objects.filter(node=node).order_by("-observed_at", "-id")[:20]),
             operations=list(NodeOperation.objects.filter(node=node).select_related("rollout").order_by("-id")[:20]),
+        )
+        return context
+
+
+class WhatIfPage(ViewerPage):
+    """A hypothetical change to one cluster and its consequences, computed and never written."""
+
+    template_name = "dashboard/whatif.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        query = self.request.GET
+        values = {key: query.get(key, "").strip() for key in ("cluster", "kubelet_version", "docker_version", "plan")}
+        errors: dict[str, str] = {}
+        result = None
+        clusters = list(Cluster.objects.order_by("name"))
+        if any(values.values()):
+            cluster = next((c for c in clusters if c.name == values["cluster"]), None)
+            if cluster is None:
+                errors["cluster"] = "choose a cluster" if not values["cluster"] else "no such cluster"
+            try:
+                change = Change.parse(values)
+            except WhatIfError as exc:
+                errors[exc.field] = str(exc)
+            if not errors:
+                result = whatif(cluster, change)
+        context.update(
+            clusters=clusters, plans=sorted(PLANS), values=values, errors=errors, result=result, listed=LISTED
+        )
+        return context
+
+
+class AuditListPage(ViewerPage):
+    template_name = "dashboard/audits.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["audits"] = list(Audit.objects.select_related("cluster").order_by("-created_at", "-id")[:100])
+        context["clusters"] = list(Cluster.objects.order_by("name").values_list("name", flat=True))
+        context["can_act"] = has_role(self.request.user, OPERATOR)
+        context["live"] = any(a.status in AUDIT_ACTIVE_STATES for a in context["audits"])
+        return context
+
+    def get_template_names(self):
+        return ["dashboard/_audits_live.html"] if self.request.htmx else [self.template_name]
+
+    def post(self, request, *args, **kwargs):
+        """Run an audit now (operator)."""
+        if not has_role(request.user, OPERATOR):
+            raise PermissionDenied("You need the operator role.")
+        name = request.POST.get("cluster", "")
+        cluster = Cluster.objects.filter(name=name).first() if name else None
+        if name and cluster is None:
+            messages.error(request, f"cluster: no cluster named {name[:100]!r}.")
+            return redirect("audit-list-page")
+        try:
+            with transaction.atomic():
+                audit = audits.audit_create(actor=f"user:{request.user.get_username()}", cluster=cluster)
+                audit_enqueue(audit)
+        except audits.AuditConflict as exc:
+            messages.error(request, f"{exc} Follow it below.")
+            return redirect("audit-page", pk=exc.audit.pk)
+        messages.success(request, f"Audit {audit.pk} queued.")
+        return redirect("audit-page", pk=audit.pk)
+
+
+class AuditDetailPage(ViewerPage):
+    template_name = "dashboard/audit.html"
+    shown = 500
+
+    def get_template_names(self):
+        return ["dashboard/_audit_live.html"] if self.request.htmx else [self.template_name]
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        audit = get_object_or_404(Audit.objects.select_related("cluster"), pk=kwargs["pk"])
+        observations = (
+            NodeObservation.objects.filter(audit=audit)
+            .select_related("node", "node__cluster")
+            .order_by("-drift", "reachable", "node__cluster__name", "node__name")
+        )
+        errors = dict(observations.exclude(error_code="").order_by().values_list("error_code").annotate(n=Count("id")))
+        context.update(
+            audit=audit,
+            observations=list(observations[: self.shown]),
+            shown=self.shown,
+            error_counts=errors,
+            live=audit.status in AUDIT_ACTIVE_STATES,
+            percent=100 * audit.done // audit.total if audit.total else (0 if audit.status == "queued" else 100),
         )
         return context

@@ -750,28 +750,3 @@ def operations_recover(*, now=None) -> list[int]:
 
 def rollouts_active() -> list[int]:
     return list(Rollout.objects.filter(status__in=ROLLOUT_ACTIVE_STATES).values_list("id", flat=True))
-
-
-def rollout_counts(rollout: Rollout) -> dict[str, dict[str, int]]:
-    """Operations per phase and state, in one query."""
-    result: dict[str, dict[str, int]] = {FORWARD: {}, ROLLBACK: {}}
-    for phase, state, n in rollout.operations.order_by().values_list("phase", "state").annotate(n=Count("id")):
-        result[phase][state] = n
-    return result
-
-
-def rollout_waves(rollout: Rollout) -> list[dict[str, Any]]:
-    """Per forward wave: size and operations per state, in one query."""
-    waves: dict[int, dict[str, Any]] = {}
-    rows = (
-        rollout.operations.filter(phase=FORWARD)
-        .exclude(state=OperationState.SKIPPED, dispatched_at__isnull=True, started_at__isnull=True)
-        .order_by()
-        .values_list("wave", "state")
-        .annotate(n=Count("id"))
-    )
-    for wave, state, n in rows:
-        entry = waves.setdefault(wave, {"wave": wave, "size": 0, "states": {}})
-        entry["size"] += n
-        entry["states"][state] = n
-    return [waves[w] for w in sorted(waves)]

@@ -2,17 +2,20 @@
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.db import connection
-from django.http import JsonResponse
-from django.shortcuts import get_object_or_404, redirect
+from django.db import connection, transaction
+from django.http import HttpResponse, HttpResponseNotAllowed, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from nodes.models import Cluster
 from nodes.views import ViewerPage
 
-from . import services
-from .models import AuditEvent, NodeOperation, Rollout
-from .roles import OPERATOR, has_role
+from . import selectors, services
+from .forms import INITIAL, form_errors, form_values, validate
+from .models import ROLLOUT_ACTIVE_STATES, ROLLOUT_FINAL_STATES, ROLLOUT_INTENTS, AuditEvent, NodeOperation, Rollout
+from .roles import OPERATOR, VIEWER, has_role
 from .selectors import progress_of, rollouts_with_counts
+from .strategy import DAYS
 from .tasks import rollout_kick
 
 ACTIONS = {
@@ -36,6 +39,8 @@ AVAILABLE = {
     "rolled-back": [],
 }
 DESTRUCTIVE = {"abort", "rollback"}
+# A rollout page lists at most this many operations (the waves table counts them all).
+OPERATIONS_SHOWN = 500
 
 
 def healthz(request):
@@ -59,33 +64,49 @@ class RolloutListPage(ViewerPage):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context["rollouts"] = list(
-            rollouts_with_counts(Rollout.objects.select_related("cluster")).order_by("-created_at")[:100]
+            rollouts_with_counts(Rollout.objects.select_related("cluster")).order_by("-created_at", "-id")[:100]
         )
+        context["can_act"] = has_role(self.request.user, OPERATOR)
         return context
 
 
 class RolloutDetailPage(ViewerPage):
+    """The rollout as it runs. htmx polls the live part with the fingerprint it was rendered from
+    and gets 204 No Content while nothing changed, so the page (and a screen reader) only sees
+    real changes."""
+
     template_name = "dashboard/rollout.html"
+
+    def get(self, request, *args, **kwargs):
+        rollout = get_object_or_404(Rollout.objects.select_related("cluster"), pk=kwargs["pk"])
+        fingerprint = selectors.rollout_fingerprint(rollout)
+        if request.htmx and request.GET.get("since") == fingerprint:
+            return HttpResponse(status=204)
+        if request.htmx:
+            self.template_name = "dashboard/_rollout_live.html"
+        context = self.get_context_data(rollout=rollout, fingerprint=fingerprint, **kwargs)
+        return self.render_to_response(context)
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        rollout = get_object_or_404(Rollout.objects.select_related("cluster"), pk=kwargs["pk"])
-        counts = services.rollout_counts(rollout)
+        rollout = kwargs["rollout"]
+        counts = selectors.rollout_counts(rollout)
         progress = progress_of(counts["forward"])
+        back = progress_of(counts["rollback"])
         can_act = has_role(self.request.user, OPERATOR)
         context.update(
-            rollout=rollout,
             counts=counts,
-            progress=progress.percent,
-            finished=progress.finished,
-            total=progress.total,
-            failed=progress.failed,
-            waves=services.rollout_waves(rollout),
+            progress=progress,
+            back=back,
+            live=rollout.status not in ROLLOUT_FINAL_STATES,
+            poll_seconds=1 if rollout.status in ROLLOUT_ACTIVE_STATES else 5,
+            waves=selectors.rollout_waves(rollout),
             operations=list(
                 NodeOperation.objects.filter(rollout=rollout)
                 .select_related("node")
-                .order_by("phase", "wave", "node__name")
+                .order_by("phase", "wave", "node__name")[:OPERATIONS_SHOWN]
             ),
+            operations_shown=OPERATIONS_SHOWN,
             events=list(
                 AuditEvent.objects.filter(object_type="rollout", object_id=str(rollout.pk)).order_by(
                     "-created_at", "-id"
@@ -94,6 +115,75 @@ class RolloutDetailPage(ViewerPage):
             actions=[(a, a in DESTRUCTIVE) for a in AVAILABLE.get(rollout.status, [])] if can_act else [],
         )
         return context
+
+
+class RolloutCreatePage(ViewerPage):
+    """The create form. Viewers may fill it in and see the preview; only operators create."""
+
+    template_name = "dashboard/rollout_new.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        values = kwargs.get("values") or {**INITIAL, "cluster": self.request.GET.get("cluster", "")}
+        context.update(
+            clusters=list(Cluster.objects.order_by("name").values_list("name", flat=True)),
+            intents=ROLLOUT_INTENTS,
+            days=DAYS,
+            values=values,
+            errors=kwargs.get("errors") or {},
+            can_act=has_role(self.request.user, OPERATOR),
+        )
+        return context
+
+    def post(self, request, *args, **kwargs):
+        if not has_role(request.user, OPERATOR):
+            raise PermissionDenied("You need the operator role.")
+        data, errors = validate(request.POST)
+        if data is not None:
+            actor = f"user:{request.user.get_username()}"
+            try:
+                with transaction.atomic():
+                    rollout = services.rollout_create(
+                        actor=actor,
+                        name=data["name"],
+                        cluster=data["cluster"],
+                        intent=data["intent"],
+                        strategy=data["strategy"],
+                        selector=data["selector"],
+                        busy_policy=data["busy_policy"],
+                    )
+                    if data["start"]:
+                        rollout = services.rollout_start(actor=actor, rollout=rollout)
+                        rollout_kick(rollout.pk)
+            except services.RolloutError as exc:
+                errors = form_errors(exc.errors)
+            else:
+                messages.success(request, f"Rollout #{rollout.pk} created; it is {rollout.status}.")
+                return redirect("rollout-page", pk=rollout.pk)
+        context = self.get_context_data(values=form_values(request.POST), errors=errors)
+        return self.render_to_response(context, status=400)
+
+
+def rollout_preview(request):
+    """The create form's live preview (htmx): what the rollout would do, or why it cannot be read.
+    Computed, never written."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    if not request.user.is_authenticated:
+        return HttpResponse(status=401)
+    if not has_role(request.user, VIEWER):
+        raise PermissionDenied("You need the viewer role.")
+    if not request.POST.get("cluster"):
+        return render(request, "dashboard/_preview.html", {"preview": None, "errors": {}})
+    data, errors = validate(request.POST)
+    preview = None
+    if data is not None:
+        preview = services.rollout_preview(
+            cluster=data["cluster"], selector=data["selector"], intent=data["intent"], strategy=data["strategy"]
+        )
+        preview["waves_named"] = list(enumerate(preview["waves"]))
+        preview["busy"] = [t for t in preview["targets"] if t["busy_in_rollout"]]
+    return render(request, "dashboard/_preview.html", {"preview": preview, "errors": errors})
 
 
 @require_POST

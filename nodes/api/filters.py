@@ -1,4 +1,4 @@
-"""Filters for the node list: cluster, runtime, modes, kubelet minor, labels."""
+"""Filters for the node list: cluster, runtime, modes, release lines, blockers, drift, labels."""
 
 import django_filters
 from django.db.models.fields.json import KeyTransform
@@ -15,10 +15,12 @@ class NodeFilter(django_filters.FilterSet):
     mechanism = django_filters.ChoiceFilter(choices=[c for c in Mechanism.choices if c[0]])
     rollback_method = django_filters.ChoiceFilter(choices=[c for c in RollbackMethod.choices if c[0]])
     kubelet_minor = django_filters.CharFilter(help_text="Kubelet release line, e.g. 1.6.")
+    runtime_line = django_filters.CharFilter(help_text="Docker release line (1.12, 17.03) or a runtime's name.")
     shared_blocker = django_filters.CharFilter()
     isolated_blocker = django_filters.CharFilter()
     managed = django_filters.BooleanFilter()
     reachable = django_filters.BooleanFilter()
+    drift = django_filters.BooleanFilter(help_text="The last audit saw something unexpected.")
     name = django_filters.CharFilter(lookup_expr="icontains")
     label = django_filters.CharFilter(
         method="filter_label",

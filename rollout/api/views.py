@@ -5,7 +5,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from .. import services
+from .. import selectors, services
 from ..events import actor_of
 from ..models import AuditEvent, NodeOperation, Rollout
 from ..roles import IsOperator, IsViewer
@@ -41,8 +41,8 @@ class RolloutViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 
     def retrieve(self, request, *args, **kwargs):
         rollout = self.get_object()
-        rollout.counts = services.rollout_counts(rollout)
-        rollout.waves = services.rollout_waves(rollout)
+        rollout.counts = selectors.rollout_counts(rollout)
+        rollout.waves = selectors.rollout_waves(rollout)
         rollout.operations_list = list(
             NodeOperation.objects.filter(rollout=rollout).select_related("node").order_by("phase", "wave", "node__name")
         )

@@ -78,7 +78,8 @@ def test_overview_shows_modes_clusters_and_blockers(fleet):
     body = signed_in("viewer").get("/").content.decode()
     assert "4 nodes by decided PID namespace" in body
     assert 'href="/nodes/?cluster=east"' in body and "upstream" in body
-    assert "<code>DOCKER_TOO_OLD</code> 1" in body  # e3: Docker 1.11 cannot share
+    assert "<code>DOCKER_TOO_OLD</code></a> 1" in body  # e3: Docker 1.11 cannot share
+    assert 'href="/nodes/?cluster=east&amp;shared_blocker=DOCKER_TOO_OLD"' in body
     assert "No node is in drift." in body and "No rollout is active." in body
 
 
@@ -113,7 +114,19 @@ def _queries(client, url):
     return len(ctx.captured_queries)
 
 
-@pytest.mark.parametrize("url", ["/", "/nodes/", "/nodes/?cluster=c1&pid_namespace=shared"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/",
+        "/nodes/",
+        "/nodes/?cluster=c1&pid_namespace=shared",
+        "/nodes/?kubelet_minor=1.6&runtime_line=1.12&drift=false",
+        "/what-if/?cluster=c1&kubelet_version=v1.9.0&plan=upstream",
+        "/audits/",
+        "/rollouts/",
+        "/rollouts/new/",
+    ],
+)
 def test_pages_use_a_constant_number_of_queries(make_cluster, make_node, url):
     client = signed_in("viewer")
     first = make_cluster("c1")

@@ -30,7 +30,7 @@ def test_rollout_pages_for_a_viewer_have_no_actions(rollout):
     listing = client.get("/rollouts/").content.decode()
     assert f"#{rollout.pk} east to shared" in listing and "0/3" in listing
     detail = client.get(f"/rollouts/{rollout.pk}/").content.decode()
-    assert "status <strong>draft</strong>" in detail and "0/3 operations finished" in detail
+    assert 'data-testid="status">draft</strong>' in detail and "0% — 0/3 finished" in detail
     assert 'aria-label="Actions"' not in detail and '<button type="submit">Start' not in detail
     response = client.post(f"/rollouts/{rollout.pk}/start/")
     assert response.status_code == 403
@@ -69,3 +69,142 @@ def test_unknown_action_and_rollout(rollout):
     assert client.post(f"/rollouts/{rollout.pk}/explode/").status_code == 403
     assert client.post("/rollouts/999999/pause/").status_code == 404
     assert client.get("/rollouts/999999/").status_code == 404
+
+
+def test_live_part_answers_204_until_something_changes(rollout):
+    client = signed_in("viewer")
+    page = client.get(f"/rollouts/{rollout.pk}/").content.decode()
+    fingerprint = page.split('data-fingerprint="')[1].split('"')[0]
+    assert f'hx-get="/rollouts/{rollout.pk}/?since={fingerprint}"' in page
+    htmx = {"HX-Request": "true"}
+    assert client.get(f"/rollouts/{rollout.pk}/?since={fingerprint}", headers=htmx).status_code == 204
+    services.rollout_start(actor="user:test", rollout=rollout)
+    changed = client.get(f"/rollouts/{rollout.pk}/?since={fingerprint}", headers=htmx)
+    body = changed.content.decode()
+    assert changed.status_code == 200 and body.startswith('<div id="live"') and "<html" not in body
+    assert 'data-testid="status">running</strong>' in body and 'hx-trigger="every 1s"' in body
+    services.rollout_abort(actor="user:test", rollout=Rollout.objects.get(pk=rollout.pk))
+    final = client.get(f"/rollouts/{rollout.pk}/", headers=htmx).content.decode()
+    assert "aborted" in final and "hx-trigger" not in final  # a finished rollout stops polling
+
+
+def test_rollout_list_and_detail_count_the_same_operations(make_cluster, make_node):
+    cluster = make_cluster("mixed")
+    make_node(cluster, "iso", flags={"enable-cri": "false"}, docker_endpoint="tcp://127.0.0.1:1")
+    make_node(cluster, "already", docker_endpoint="tcp://127.0.0.1:1")  # already shared: skipped when the rollout is created
+    rollout = services.rollout_create(
+        actor="user:test", name="mixed", cluster=cluster, intent="shared", strategy=Strategy(canary_count=0)
+    )
+    client = signed_in("viewer")
+    assert "0/1" in client.get("/rollouts/").content.decode()
+    detail = client.get(f"/rollouts/{rollout.pk}/").content.decode()
+    assert "0/1 finished" in detail and "1 node skipped when created" in detail
+
+
+FORM = {
+    "cluster": "east",
+    "intent": "shared",
+    "canary_count": "1",
+    "batch_size": "50%",
+    "max_unavailable": "2",
+    "soak_seconds": "0",
+    "max_failures": "0",
+    "busy_policy": "refuse",
+    "auto_rollback": "on",
+}
+
+
+@pytest.fixture
+def east(make_cluster, make_node):
+    cluster = make_cluster("east")
+    for name in ("a", "b", "c", "d"):
+        make_node(
+            cluster,
+            name,
+            flags={"enable-cri": "false"},
+            labels={"pool": "gpu" if name < "d" else "web"},
+            docker_endpoint="tcp://127.0.0.1:1",
+        )
+    make_node(cluster, "old", kubelet="v1.7.2", docker="1.11.2", docker_endpoint="tcp://127.0.0.1:1")
+    return cluster
+
+
+def test_preview_shows_waves_skips_and_duration_and_writes_nothing(east):
+    client = signed_in("viewer")
+    assert b"Create rollout" not in client.get("/rollouts/new/").content
+    body = client.post("/rollouts/preview/", FORM).content.decode()
+    assert "<strong>4</strong> nodes to change in <strong>3</strong> waves, 1 skipped" in body
+    assert "a, b" not in body and "wave 1: 2 nodes — b, c" in body
+    assert "DOCKER_TOO_OLD" in body and "<code>--enable-cri</code>: false → true" in body
+    labelled = client.post("/rollouts/preview/", {**FORM, "labels": "pool=gpu"}).content.decode()
+    assert "<strong>3</strong> nodes to change" in labelled
+    assert Rollout.objects.count() == 0
+    empty = client.post("/rollouts/preview/", {"cluster": ""}).content.decode()
+    assert "Choose a cluster" in empty
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"batch_size": "lots"}, "batch_size", "percentage"),
+        ({"max_unavailable": "0"}, "max_unavailable", "greater than or equal to 1"),
+        ({"labels": "pool"}, "labels", "is not key=value"),
+        ({"window_start": "25:00", "window_end": "04:00"}, "window", "HH:MM"),
+        ({"window_start": "22:00", "window_end": "04:00", "window_tz": "Mars/Olympus"}, "window", "time zone"),
+        ({"cluster": "nowhere"}, "cluster", "does not exist"),
+        ({"intent": "sideways"}, "intent", "not a valid choice"),
+    ],
+)
+def test_bad_form_input_names_the_field_and_creates_nothing(east, change, field, message):
+    client = signed_in("olga", "operator")
+    preview = client.post("/rollouts/preview/", {**FORM, **change}).content.decode()
+    assert f"<strong>{field.replace('window', 'window_start')}</strong>" in preview and message in preview
+    response = client.post("/rollouts/new/", {**FORM, **change})
+    assert response.status_code == 400 and message in response.content.decode()
+    assert Rollout.objects.count() == 0
+
+
+def test_operator_creates_and_starts_from_the_form(east, django_capture_on_commit_callbacks):
+    viewer = signed_in("viewer")
+    assert viewer.post("/rollouts/new/", FORM).status_code == 403
+    client = signed_in("olga", "operator")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post("/rollouts/new/", {**FORM, "name": "gpu first", "labels": "pool=gpu", "start": "on"})
+    rollout = Rollout.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/rollouts/{rollout.pk}/"
+    assert rollout.status == "running" and rollout.name == "gpu first" and rollout.created_by == "user:olga"
+    assert rollout.selector == {"labels": {"pool": "gpu"}} and rollout.batch_percent and rollout.batch_size == 50
+    assert len(callbacks) == 1
+    again = client.post("/rollouts/new/", {**FORM, "labels": "pool=gpu"})
+    assert again.status_code == 400 and "unfinished rollout" in again.content.decode()
+    assert Rollout.objects.count() == 1
+
+
+def test_rollout_and_node_pages_use_a_constant_number_of_queries(make_cluster, make_node):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = signed_in("viewer")
+
+    def queries(size):
+        cluster = make_cluster(f"c{size}")
+        nodes = [
+            make_node(cluster, f"n{i}", flags={"enable-cri": "false"}, docker_endpoint="tcp://127.0.0.1:1")
+            for i in range(size)
+        ]
+        rollout = services.rollout_create(
+            actor="user:test", name=f"r{size}", cluster=cluster, intent="shared", strategy=Strategy(batch_size=3)
+        )
+        services.rollout_start(actor="user:test", rollout=rollout)
+        counts = []
+        for url, headers in [
+            (f"/rollouts/{rollout.pk}/", {}),
+            (f"/rollouts/{rollout.pk}/?since=x", {"HX-Request": "true"}),
+            (f"/nodes/{nodes[0].pk}/", {}),
+        ]:
+            with CaptureQueriesContext(connection) as ctx:
+                assert client.get(url, headers=headers).status_code == 200
+            counts.append(len(ctx.captured_queries))
+        return counts
+
+    assert queries(2) == queries(25)

@@ -15,7 +15,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from rollout import services
+from rollout import selectors, services
 from rollout.api.serializers import RolloutInputSerializer
 from rollout.models import ROLLOUT_FINAL_STATES, Rollout, RolloutStatus
 from rollout.progress import ProgressLine
@@ -174,7 +174,7 @@ class Command(BaseCommand):
             out.write(f"  skip {skipped['node']}: {skipped['code']} ({skipped['reason']})")
 
     def _summary(self, rollout):
-        counts = services.rollout_counts(rollout)
+        counts = selectors.rollout_counts(rollout)
         return {
             "id": rollout.pk,
             "name": rollout.name,
@@ -188,7 +188,7 @@ class Command(BaseCommand):
         line = ProgressLine(getattr(self.stdout, "_out", self.stdout), f"rollout {rollout.pk}")
         while True:
             rollout.refresh_from_db()
-            counts = services.rollout_counts(rollout)
+            counts = selectors.rollout_counts(rollout)
             forward, back = progress_of(counts["forward"]), counts["rollback"]
             text = (
                 f"{rollout.status}, wave {rollout.current_wave}, {forward.finished}/{forward.total} done, "

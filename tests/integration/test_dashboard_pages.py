@@ -1,0 +1,170 @@
+"""Dashboard pages added for operators: the version matrix, what-if, audits (with run-now), and
+the live (htmx) parts of the overview and audit pages."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from nodes import selectors
+from nodes.decisions import runtime_line
+from nodes.models import Audit, Node
+from rollout.models import AuditEvent
+from tests.integration.test_dashboard import signed_in
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def fleet(make_cluster, make_node):
+    east = make_cluster("east")
+    west = make_cluster("west", plan="upstream")
+    make_node(east, "e1")
+    make_node(east, "e2", flags={"enable-cri": "false"})
+    make_node(east, "e3", kubelet="v1.7.2", docker="1.11.2")
+    make_node(west, "w1", kubelet="v1.8.0", docker="17.03.1-ce")
+    make_node(west, "w2", kubelet="v1.8.0", docker="17.03.2-ce")
+    return east, west
+
+
+@pytest.mark.parametrize(
+    ("runtime", "version", "line"),
+    [
+        ("docker", "1.12.6", "1.12"),
+        ("docker", "1.13.1-cs9", "1.13"),
+        ("docker", "17.03.1-ce", "17.03"),
+        ("docker", "18.09.0", "18.09"),
+        ("docker", "", ""),
+        ("docker", "not-a-version", ""),
+        ("cri-o", "1.0.0", "cri-o"),
+    ],
+)
+def test_runtime_line(runtime, version, line):
+    assert runtime_line(runtime, version) == line
+
+
+def test_matrix_counts_modes_and_blockers_per_cell(fleet):
+    matrix = selectors.version_matrix()
+    assert matrix["kubelets"] == ["1.6", "1.7", "1.8"]
+    assert matrix["runtimes"] == ["1.11", "1.12", "17.03"]
+    cells = {(row["kubelet"], c["runtime"]): c["cell"] for row in matrix["rows"] for c in row["cells"]}
+    assert cells[("1.6", "1.12")]["total"] == 2
+    assert list(cells[("1.6", "1.12")]["modes"].items()) == [("isolated", 1), ("shared", 1)]
+    assert cells[("1.7", "1.11")] == {
+        "total": 1,
+        "modes": {"isolated": 1},
+        "mode": "isolated",
+        "blocked": 1,  # Docker 1.11 cannot share
+        "switchable": 0,
+    }
+    assert cells[("1.8", "17.03")]["total"] == 2 and cells[("1.8", "17.03")]["mode"] == "isolated"
+    assert cells[("1.6", "1.11")] is None
+
+
+def test_overview_shows_the_matrix_and_a_chart_with_text(fleet):
+    body = signed_in("viewer").get("/").content.decode()
+    assert 'href="/nodes/?kubelet_minor=1.6&amp;runtime_line=1.12"' in body
+    assert "Docker 17.03" in body and "1 isolated, 1 shared" in body
+    assert 'role="img" aria-label="east: 1 shared, 2 isolated"' in body
+
+
+def test_matrix_cell_link_filters_the_node_list(fleet):
+    body = signed_in("viewer").get("/nodes/?kubelet_minor=1.8&runtime_line=17.03").content.decode()
+    assert "2 nodes" in body and ">w1<" in body and ">e1<" not in body
+
+
+def test_overview_live_part_is_a_fragment(fleet):
+    client = signed_in("viewer")
+    response = client.get("/", headers={"HX-Request": "true"})
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert body.startswith('<div id="overview-live"') and "<html" not in body
+
+
+def test_what_if_kubelet_upgrade_under_the_proposal(fleet):
+    client = signed_in("viewer")
+    events = AuditEvent.objects.count()
+    body = client.get("/what-if/?cluster=east&kubelet_version=v1.7.0").content.decode()
+    # e2 (1.6, CRI off) becomes shared under the proposal's 1.7; e1 stays shared but its rollback
+    # becomes a downgrade; e3 is already 1.7 and stays blocked by Docker 1.11.
+    assert "Of 3 nodes" in body
+    assert "<strong>1</strong> would change mode (1 isolated → shared)" in body
+    assert "<strong>2</strong> would lose automatic rollback" in body
+    assert "<strong>1</strong> would be blocked from shared (0 not blocked today)" in body
+    assert AuditEvent.objects.count() == events and not Node.objects.filter(kubelet_version="v1.7.0").exists()
+
+
+def test_what_if_plan_switch_blocks_the_16_nodes(fleet):
+    body = signed_in("viewer").get("/what-if/?cluster=east&plan=upstream").content.decode()
+    assert "1 shared → isolated" in body
+    assert "<strong>3</strong> would be blocked from shared (2 not blocked today)" in body
+    assert "SHARING_UNAVAILABLE" in body
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "message"),
+    [
+        ("cluster=east&kubelet_version=banana", "w-kubelet-error", "Kubernetes version"),
+        ("cluster=east&docker_version=1.x", "w-docker-error", "Docker version"),
+        ("cluster=east&plan=sideways", "w-plan-error", "unknown plan"),
+        ("cluster=nowhere&plan=upstream", "w-cluster-error", "no such cluster"),
+        ("kubelet_version=v1.7.0", "w-cluster-error", "choose a cluster"),
+        ("cluster=east", "alert", "choose a kubelet version"),
+    ],
+)
+def test_what_if_bad_input_names_the_field(fleet, query, field, message):
+    response = signed_in("viewer").get(f"/what-if/?{query}")
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert field in body and message in body
+    assert "would change mode" not in body
+
+
+def test_audit_pages_and_run_now_for_operators(fleet, django_capture_on_commit_callbacks):
+    viewer = signed_in("viewer")
+    assert b"Run audit now" not in viewer.get("/audits/").content
+    assert viewer.post("/audits/", {"cluster": "east"}).status_code == 403
+    assert Audit.objects.count() == 0
+
+    operator = signed_in("olga", "operator")
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = operator.post("/audits/", {"cluster": "east"})
+    audit = Audit.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/audits/{audit.pk}/"
+    assert audit.cluster.name == "east" and audit.requested_by == "user:olga"
+    assert len(callbacks) == 1  # the task is sent once the audit is committed
+
+    again = operator.post("/audits/", {"cluster": ""}, follow=True)
+    assert Audit.objects.count() == 1 and b"already" in again.content
+    assert operator.post("/audits/", {"cluster": "nowhere"}, follow=True).content.count(b"no cluster named") == 1
+
+    page = viewer.get(f"/audits/{audit.pk}/").content.decode()
+    assert "Audit 1 of east".replace("1", str(audit.pk)) in page and "queued" in page and 'hx-trigger="every 1s"' in page
+    fragment = viewer.get(f"/audits/{audit.pk}/", headers={"HX-Request": "true"}).content.decode()
+    assert fragment.startswith('<div id="audit-live"')
+    assert viewer.get("/audits/999999/").status_code == 404
+
+
+def test_audit_detail_uses_a_constant_number_of_queries(fleet, make_cluster, make_node):
+    from nodes.models import NodeObservation
+    from django.utils import timezone
+
+    audit = Audit.objects.create(requested_by="test", status="succeeded")
+    client = signed_in("viewer")
+
+    def observe():
+        for node in Node.objects.filter(observations__isnull=True):
+            NodeObservation.objects.create(
+                node=node, audit=audit, observed_at=timezone.now(), reachable=False, error_code="unreachable"
+            )
+
+    observe()
+    with CaptureQueriesContext(connection) as small:
+        client.get(f"/audits/{audit.pk}/")
+    cluster = make_cluster("big")
+    for i in range(30):
+        make_node(cluster, f"b{i}")
+    observe()
+    with CaptureQueriesContext(connection) as large:
+        body = client.get(f"/audits/{audit.pk}/").content.decode()
+    assert len(large.captured_queries) == len(small.captured_queries)
+    assert "<code>unreachable</code> 35" in body
