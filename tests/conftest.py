@@ -131,6 +131,10 @@ def celery_worker_thread(transactional_db):
     broker = os.environ.get("CELERY_BROKER_URL") or "memory://"
     app.conf.broker_url = broker
     app.conf.broker_transport_options = {"visibility_timeout": 3600} if broker.startswith("redis") else {}
+    # Connections made for another broker by an earlier test (one that only published) are dropped,
+    # or this test's tasks would go there and never reach the worker.
+    app._pool = None
+    app.amqp._producer_pool = None
     app.conf.task_always_eager = False
     with app.connection_for_write() as connection:
         connection.default_channel.queue_purge(app.conf.task_default_queue)

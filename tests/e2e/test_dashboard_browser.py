@@ -85,10 +85,10 @@ def test_keyboard_reaches_the_filters(page, live_server, fleet):
     sign_in(page, live_server, "vera")
     page.goto(f"{live_server.url}/nodes/")
     focused = []
-    for _ in range(12):
+    for _ in range(20):
         page.keyboard.press("Tab")
         focused.append(page.evaluate("document.activeElement.id || document.activeElement.textContent.trim()"))
-    assert {"f-cluster", "f-runtime", "f-mode", "f-observed", "f-minor", "f-name"} <= set(focused)
+    assert {"f-cluster", "f-runtime", "f-mode", "f-observed", "f-minor", "f-line", "f-drift", "f-name"} <= set(focused)
 
 
 def test_operator_starts_pauses_and_aborts_a_rollout_viewer_sees_no_buttons(page, live_server, fleet, screenshot):

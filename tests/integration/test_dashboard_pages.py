@@ -138,15 +138,18 @@ def test_audit_pages_and_run_now_for_operators(fleet, django_capture_on_commit_c
     assert operator.post("/audits/", {"cluster": "nowhere"}, follow=True).content.count(b"no cluster named") == 1
 
     page = viewer.get(f"/audits/{audit.pk}/").content.decode()
-    assert "Audit 1 of east".replace("1", str(audit.pk)) in page and "queued" in page and 'hx-trigger="every 1s"' in page
+    assert (
+        "Audit 1 of east".replace("1", str(audit.pk)) in page and "queued" in page and 'hx-trigger="every 1s"' in page
+    )
     fragment = viewer.get(f"/audits/{audit.pk}/", headers={"HX-Request": "true"}).content.decode()
     assert fragment.startswith('<div id="audit-live"')
     assert viewer.get("/audits/999999/").status_code == 404
 
 
 def test_audit_detail_uses_a_constant_number_of_queries(fleet, make_cluster, make_node):
-    from nodes.models import NodeObservation
     from django.utils import timezone
+
+    from nodes.models import NodeObservation
 
     audit = Audit.objects.create(requested_by="test", status="succeeded")
     client = signed_in("viewer")

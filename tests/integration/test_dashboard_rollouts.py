@@ -91,7 +91,9 @@ def test_live_part_answers_204_until_something_changes(rollout):
 def test_rollout_list_and_detail_count_the_same_operations(make_cluster, make_node):
     cluster = make_cluster("mixed")
     make_node(cluster, "iso", flags={"enable-cri": "false"}, docker_endpoint="tcp://127.0.0.1:1")
-    make_node(cluster, "already", docker_endpoint="tcp://127.0.0.1:1")  # already shared: skipped when the rollout is created
+    make_node(
+        cluster, "already", docker_endpoint="tcp://127.0.0.1:1"
+    )  # already shared: skipped when the rollout is created
     rollout = services.rollout_create(
         actor="user:test", name="mixed", cluster=cluster, intent="shared", strategy=Strategy(canary_count=0)
     )
