@@ -201,7 +201,11 @@ class RolloutSerializer(serializers.ModelSerializer):
 
 
 class RolloutDetailSerializer(RolloutSerializer):
-    counts = serializers.DictField(read_only=True, help_text="operations per phase and state")
+    counts = serializers.DictField(
+        read_only=True,
+        help_text="operations per phase and state (forward and rollback), and skipped_at_creation: nodes "
+        "recorded but not targeted (already in the mode, blocked or unreachable when the rollout was created)",
+    )
     waves = serializers.ListField(read_only=True)
     operations = OperationSerializer(many=True, read_only=True)
     events = EventSerializer(many=True, read_only=True)

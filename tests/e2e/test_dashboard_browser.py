@@ -123,3 +123,47 @@ def test_operator_starts_pauses_and_aborts_a_rollout_viewer_sees_no_buttons(page
     page.get_by_role("button", name="Abort").click()
     page.get_by_text("abort: the rollout is now aborted.").wait_for()
     assert page.get_by_role("button", name="Rollback").is_visible()
+
+
+UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button')]
+    .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+    .map(e => e.outerHTML.slice(0, 120))"""
+
+
+def test_every_page_labels_its_controls_and_describes_its_charts(page, live_server, fleet, screenshot):
+    from nodes.models import Audit, Cluster, Node
+    from rollout import services as rollout_services
+    from rollout.strategy import Strategy
+
+    east = Cluster.objects.get(name="east")
+    rollout = rollout_services.rollout_create(
+        actor="user:test", name="east to shared", cluster=east, intent="shared", strategy=Strategy()
+    )
+    audit = Audit.objects.create(requested_by="user:test", cluster=east, status="succeeded", total=3, done=3)
+    node = Node.objects.get(name="e2")
+    account("olga", "operator")
+    sign_in(page, live_server, "olga")
+    pages = {
+        "overview": "/",
+        "nodes": "/nodes/?cluster=east",
+        "node": f"/nodes/{node.pk}/",
+        "rollouts": "/rollouts/",
+        "rollout-new": "/rollouts/new/?cluster=east",
+        "rollout": f"/rollouts/{rollout.pk}/",
+        "what-if": "/what-if/?cluster=east&kubelet_version=v1.7.0",
+        "audits": "/audits/",
+        "audit": f"/audits/{audit.pk}/",
+    }
+    for name, path in pages.items():
+        response = page.goto(f"{live_server.url}{path}")
+        assert response.status == 200, path
+        page.get_by_role("heading", level=1).wait_for()
+        assert page.evaluate(UNLABELLED) == [], path
+        charts = page.locator("svg")
+        for index in range(charts.count()):
+            assert charts.nth(index).get_attribute("role") == "img" and charts.nth(index).get_attribute("aria-label")
+        screenshot(name)
+    # The skip link is the first stop of the keyboard and leads to the content.
+    page.goto(f"{live_server.url}/")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"

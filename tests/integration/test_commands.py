@@ -58,3 +58,21 @@ def test_quickstart_sets_up_demo_and_prints_a_working_token(settings, tmp_path):
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     assert client.get("/api/v1/fleet/summary/").json()["total"] == 31
     assert (tmp_path / "admin-password").stat().st_mode & 0o077 == 0
+
+
+def test_demo_rollout_waits_as_a_draft_over_the_lab_general_pool(run_fleet):
+    from pathlib import Path
+
+    from nodes.management.commands.simfleet import register
+    from rollout.management.commands.quickstart import demo_rollout
+    from simfleet.spec import load_spec
+
+    assert demo_rollout() is None  # no lab cluster yet
+    fleet = run_fleet(load_spec(Path("simfleet/demo.yaml")))
+    register(fleet)
+    run("audit", "--quiet")
+    rollout = demo_rollout()
+    assert rollout.status == "draft" and rollout.pause_after_canary and rollout.cluster.name == "lab"
+    targeted = rollout.operations.exclude(state="skipped").values_list("node__name", flat=True)
+    assert set(targeted) == {f"lab-dockertools-{i:02d}" for i in (1, 2, 3)}
+    assert demo_rollout() == rollout  # created once

@@ -25,9 +25,12 @@ from nodes import audits
 from nodes.management.commands.simfleet import dockerd_available
 from nodes.models import Cluster
 from nodes.tasks import audit_enqueue
+from rollout import services
 from rollout.celery import worker_argv
+from rollout.models import Rollout
 from rollout.progress import ProgressLine
 from rollout.roles import ADMIN, role_set
+from rollout.strategy import Strategy
 
 DEMO_FLEET = Path(settings.BASE_DIR) / "simfleet" / "demo.yaml"
 
@@ -59,7 +62,8 @@ class Command(BaseCommand):
             engine = self._start_fleet(engine)
             self._start_celery()
             self._first_audit()
-            self._banner(addr, token, password, engine)
+            rollout = demo_rollout()
+            self._banner(addr, token, password, engine, rollout)
             call_command("runserver", addr, use_reloader=False)
         finally:
             signal.signal(signal.SIGTERM, previous)
@@ -142,7 +146,7 @@ class Command(BaseCommand):
             time.sleep(0.5)
         line.close()
 
-    def _banner(self, addr: str, token: str, password: str, engine: str) -> None:
+    def _banner(self, addr: str, token: str, password: str, engine: str, rollout: Rollout | None = None) -> None:
         url = f"http://{addr}/"
         example = '{"kubelet_version": "v1.6.4", "runtime_version": "1.12.6"}'
         lines = [
@@ -156,7 +160,12 @@ class Command(BaseCommand):
             f"    curl -s -H 'Authorization: Token {token}' -H 'Content-Type: application/json' \\",
             f"      -d '{example}' {url}api/v1/decisions/evaluate/",
             f"    curl -s -H 'Authorization: Token {token}' '{url}api/v1/nodes/?cluster=lab'",
-            "  a rollout to try (the worker carries it out):",
+            *(
+                [f"  a draft rollout to try in the dashboard (press Start): {url}rollouts/{rollout.pk}/"]
+                if rollout
+                else []
+            ),
+            "  or one from the command line (the worker carries it out):",
             "    .venv/bin/python manage.py rollout create --cluster lab --intent shared --label pool=general "
             "--batch 50% --start --follow",
             "",
@@ -173,3 +182,32 @@ class Command(BaseCommand):
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
             if child.poll() is None:
                 child.kill()
+
+
+DEMO_ROLLOUT = "lab general pool to shared (demo)"
+
+
+def demo_rollout() -> Rollout | None:
+    """A draft rollout over the demo's ``lab`` cluster for the operator to start from the dashboard:
+    the general pool to shared, one canary that waits for approval, then waves of half the rest.
+    Created once; None when there is no ``lab`` cluster or its nodes are busy elsewhere."""
+    existing = Rollout.objects.filter(name=DEMO_ROLLOUT).order_by("-id").first()
+    if existing is not None:
+        return existing
+    cluster = Cluster.objects.filter(name="lab").first()
+    if cluster is None:
+        return None
+    try:
+        with transaction.atomic():
+            return services.rollout_create(
+                actor="command:quickstart",
+                name=DEMO_ROLLOUT,
+                cluster=cluster,
+                intent="shared",
+                selector={"labels": {"pool": "general"}},
+                strategy=Strategy(
+                    canary_count=1, batch_size=50, batch_percent=True, max_unavailable=2, pause_after_canary=True
+                ),
+            )
+    except services.RolloutError:
+        return None

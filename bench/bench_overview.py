@@ -1,0 +1,127 @@
+"""Render the fleet overview over 100,000 nodes and compare with the time of its SQL alone.
+
+The page aggregates in SQL (a handful of GROUP BY queries), so its render time should stay close to
+the time the database needs for those queries. This measures both in one run: the whole request
+through Django (session, auth, view, template) against re-running exactly the SQL it issued.
+
+Uses a scratch database: BENCH_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/pidns_bench,
+dropped and created), else a temporary SQLite file. Run: python bench/bench_overview.py [N]
+"""
+
+import io
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+scratch = tempfile.mkdtemp(prefix="pidns-bench-")
+os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{scratch}/bench.sqlite3"
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rollout.settings")
+os.environ.setdefault("PIDNS_VAR_DIR", scratch)
+os.environ.setdefault("ALLOWED_HOSTS", "testserver")
+RUNS = 7
+
+
+def median_seconds(action, runs: int = RUNS) -> float:
+    action()  # warm: caches, plans
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def populate(n: int) -> None:
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from bench._fleet import fleet_rows
+    from nodes.models import Audit, Cluster, Node
+    from rollout import services
+    from rollout.strategy import Strategy
+
+    clusters = [
+        Cluster.objects.get_or_create(name=f"c{i}", plan="upstream" if i == 3 else "proposal")[0] for i in range(4)
+    ]
+    path = Path(scratch) / "fleet.json"
+    path.write_text(json.dumps({"nodes": fleet_rows(n, [c.name for c in clusters])}))
+    call_command("import_nodes", str(path), "--quiet", stdout=io.StringIO())
+    drifting = list(Node.objects.order_by("id").values_list("id", flat=True)[: n // 100])
+    Node.objects.filter(id__in=drifting).update(
+        drift=True, drift_details=[{"field": "kubelet_version", "expected": "v1.6.4", "observed": "v1.7.0"}]
+    )
+    for cluster in clusters[:2]:
+        names = list(Node.objects.filter(cluster=cluster).order_by("name").values_list("name", flat=True)[:500])
+        rollout = services.rollout_create(
+            actor="bench",
+            name=f"{cluster.name} to shared",
+            cluster=cluster,
+            intent="shared",
+            selector={"nodes": names},
+            strategy=Strategy(),
+        )
+        services.rollout_start(actor="bench", rollout=rollout)
+    for _ in range(5):
+        Audit.objects.create(requested_by="bench", status="succeeded", total=n, done=n, finished_at=timezone.now())
+
+
+def main(n: int) -> None:
+    from bench._fleet import ensure_postgres_database
+
+    ensure_postgres_database(os.environ["DATABASE_URL"])
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import connection, reset_queries
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from nodes.models import Node
+    from rollout.roles import role_set
+
+    call_command("migrate", verbosity=0)
+    started = time.perf_counter()
+    populate(n)
+    print(f"database: {connection.vendor}; {Node.objects.count()} nodes set up in {time.perf_counter() - started:.1f}s")
+
+    user = get_user_model().objects.create_user(username="bench-viewer")
+    role_set(user=user, role="viewer")
+    client = Client()
+    client.force_login(user)
+
+    def render():
+        response = client.get("/")
+        assert response.status_code == 200, response.status_code
+        return response
+
+    body = render().content.decode()
+    assert f"{n} nodes by decided PID namespace" in body, "the overview does not count every node"
+    with CaptureQueriesContext(connection) as captured:
+        render()
+    statements = [q["sql"] for q in captured.captured_queries]
+
+    def sql_alone():
+        with connection.cursor() as cursor:
+            for sql in statements:
+                cursor.execute(sql)
+                if cursor.description is not None:
+                    cursor.fetchall()
+
+    t_page = median_seconds(render)
+    t_sql = median_seconds(sql_alone)
+    reset_queries()
+    print(f"overview: {len(statements)} queries; median of {RUNS} runs each")
+    print(f"SQL alone:        {t_sql * 1000:8.1f} ms")
+    print(f"whole page:       {t_page * 1000:8.1f} ms  ratio {t_page / t_sql:.2f}x")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)
