@@ -70,10 +70,11 @@ class Change:
 
 
 def _upgraded(current: str, target: str, parse) -> str:
-    if not target:
+    # A version nobody has read stays unknown: an upgrade of it would be a guess.
+    if not target or not current:
         return current
     try:
-        return target if not current or parse(current) < parse(target) else current
+        return target if parse(current) < parse(target) else current
     except VersionError:
         return target  # an unreadable version is replaced by the one the operator names
 
@@ -144,6 +145,7 @@ class WhatIf:
     blocked: list[dict[str, Any]] = field(default_factory=list)
     blocked_count: int = 0
     newly_blocked_count: int = 0
+    undecided_count: int = 0
 
 
 def whatif(cluster: Cluster, change: Change) -> WhatIf:
@@ -159,6 +161,9 @@ def whatif(cluster: Cluster, change: Change) -> WhatIf:
         if outcome is None:
             outcome = cache[key] = compare(facts, cluster.plan, change)
         result.total += 1
+        if outcome.mode_before == "unknown" and outcome.mode_after == "unknown":
+            result.undecided_count += 1
+            continue
         node = {"id": node_id, "name": name, "outcome": outcome}
         if outcome.mode_before != outcome.mode_after:
             result.changed_count += 1

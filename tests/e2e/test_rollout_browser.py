@@ -154,6 +154,7 @@ def test_operator_runs_an_audit_and_asks_what_if(page, live_server, lab, celery_
     summary.wait_for()
     assert "6 would change mode (6 isolated → shared)" in summary.inner_text()
     assert "6 would lose automatic rollback" in summary.inner_text()
+    assert "1 cannot be decided" in summary.inner_text()  # the node too old to be read
     screenshot("what-if")
     page.get_by_label("Kubelet upgraded to").fill("banana")
     page.get_by_role("button", name="Compute").click()

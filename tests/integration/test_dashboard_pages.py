@@ -171,3 +171,11 @@ def test_audit_detail_uses_a_constant_number_of_queries(fleet, make_cluster, mak
         body = client.get(f"/audits/{audit.pk}/").content.decode()
     assert len(large.captured_queries) == len(small.captured_queries)
     assert "<code>unreachable</code> 35" in body
+
+
+def test_what_if_leaves_nodes_without_facts_undecided(fleet, make_node):
+    east, _ = fleet
+    make_node(east, "blank", kubelet="", docker="")
+    body = signed_in("viewer").get("/what-if/?cluster=east&kubelet_version=v1.7.0").content.decode()
+    assert "Of 4 nodes" in body and "1 cannot be decided" in body
+    assert "<strong>1</strong> would change mode (1 isolated → shared)" in body

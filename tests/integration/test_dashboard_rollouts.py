@@ -210,3 +210,18 @@ def test_rollout_and_node_pages_use_a_constant_number_of_queries(make_cluster, m
         return counts
 
     assert queries(2) == queries(25)
+
+
+def test_htmx_posts_need_the_csrf_token(east):
+    signed_in("viewer")
+    client = Client(enforce_csrf_checks=True)
+    client.login(username="viewer", password="correct horse battery staple")
+    page = client.get("/rollouts/new/").content.decode()
+    token = client.cookies["csrftoken"].value
+    assert 'hx-headers=\'{"X-CSRFToken": "' in page  # htmx sends it with every request
+    assert client.post("/rollouts/preview/", FORM, headers={"HX-Request": "true"}).status_code == 403
+    ok = client.post("/rollouts/preview/", FORM, headers={"HX-Request": "true", "X-CSRFToken": token})
+    assert ok.status_code == 200 and b"nodes to change" in ok.content
+    anonymous = Client()
+    assert anonymous.post("/rollouts/preview/", FORM).status_code == 401
+    assert anonymous.get("/rollouts/preview/").status_code == 405
