@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.views.generic import TemplateView
 
 from gates.plans import PLANS
+from gates.policy import ISOLATED, SHARED
 from rollout.models import ROLLOUT_ACTIVE_STATES, NodeOperation, Rollout
 from rollout.roles import OPERATOR, VIEWER, has_role, user_role
 from rollout.selectors import rollouts_with_counts
@@ -106,10 +107,17 @@ class NodeDetailPage(ViewerPage):
         context = super().get_context_data(**kwargs)
         node = get_object_or_404(selectors.node_list(), pk=kwargs["pk"])
         decision, why = node_decision(node.facts(), node.cluster.plan)
+        towards = []
+        if decision is not None:
+            for intent in (SHARED, ISOLATED):
+                target, _ = node_decision(node.facts(), node.cluster.plan, intent)
+                towards.append({"intent": intent, "decision": target})
         context.update(
             node=node,
             decision=decision,
             decision_error=why,
+            towards=towards,
+            can_act=has_role(self.request.user, OPERATOR),
             observations=list(NodeObservation.objects.filter(node=node).order_by("-observed_at", "-id")[:20]),
             operations=list(NodeOperation.objects.filter(node=node).select_related("rollout").order_by("-id")[:20]),
         )

@@ -1,5 +1,7 @@
 """Health check, and the dashboard's rollout pages (read for viewers, act for operators)."""
 
+import math
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
@@ -94,13 +96,22 @@ class RolloutDetailPage(ViewerPage):
         progress = progress_of(counts["forward"])
         back = progress_of(counts["rollback"])
         can_act = has_role(self.request.user, OPERATOR)
+        waves = selectors.rollout_waves(rollout)
+        remaining = progress.total - progress.finished
+        eta = None
+        if rollout.status == "running" and remaining:
+            # Remaining operations at the rollout's width, at the cluster's measured pace, plus soaks.
+            per_node = services.seconds_per_node(rollout.cluster)
+            soaks = max(0, len(waves) - rollout.current_wave - 1)
+            eta = math.ceil(remaining / max(1, rollout.max_unavailable)) * per_node + rollout.soak_seconds * soaks
         context.update(
+            eta_seconds=eta,
             counts=counts,
             progress=progress,
             back=back,
             live=rollout.status not in ROLLOUT_FINAL_STATES,
             poll_seconds=1 if rollout.status in ROLLOUT_ACTIVE_STATES else 5,
-            waves=selectors.rollout_waves(rollout),
+            waves=waves,
             operations=list(
                 NodeOperation.objects.filter(rollout=rollout)
                 .select_related("node")
@@ -124,7 +135,11 @@ class RolloutCreatePage(ViewerPage):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        values = kwargs.get("values") or {**INITIAL, "cluster": self.request.GET.get("cluster", "")}
+        query = self.request.GET
+        values = kwargs.get("values") or {
+            **INITIAL,
+            **{key: query[key] for key in ("cluster", "intent", "nodes", "labels") if query.get(key)},
+        }
         context.update(
             clusters=list(Cluster.objects.order_by("name").values_list("name", flat=True)),
             intents=ROLLOUT_INTENTS,

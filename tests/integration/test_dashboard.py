@@ -138,3 +138,20 @@ def test_pages_use_a_constant_number_of_queries(make_cluster, make_node, url):
             make_node(cluster, f"n{j}", kubelet=f"v1.{6 + j % 4}.0", flags={"enable-cri": "false"} if j % 2 else None)
             make_node(first, f"m{i}-{j}", kubelet=f"v1.{6 + j % 4}.0")
     assert _queries(client, url) == small
+
+
+def test_node_page_says_what_would_change_it_and_links_a_rollout(fleet):
+    east, _ = fleet
+    e2 = east.nodes.get(name="e2")
+    e3 = east.nodes.get(name="e3")
+    operator = signed_in("olga", "operator")
+    body = operator.get(f"/nodes/{e2.pk}/").content.decode()
+    assert "<strong>To shared</strong>:" in body
+    assert "set <code>--enable-cri=true</code> and restart the kubelet" in body
+    assert '/rollouts/new/?cluster=east&amp;intent=shared&amp;nodes=e2"' in body
+    assert " ".join(body.split()).count("<strong>To isolated</strong>: nothing to do: it already is") == 1
+    blocked = operator.get(f"/nodes/{e3.pk}/").content.decode()
+    assert '<span class="block">blocked</span> — <code>DOCKER_TOO_OLD</code>' in blocked
+    form = operator.get("/rollouts/new/?cluster=east&intent=shared&nodes=e2").content.decode()
+    assert '<option value="east" selected>' in form and ">e2</textarea>" in form
+    assert "plan a rollout" not in signed_in("vera").get(f"/nodes/{e2.pk}/").content.decode()

@@ -1,6 +1,7 @@
 """Rollout pages: viewers read, operators act (server-side check, CSRF), destructive actions confirm."""
 
 import pytest
+from django.conf import settings
 from django.test import Client
 
 from rollout import services
@@ -83,6 +84,8 @@ def test_live_part_answers_204_until_something_changes(rollout):
     body = changed.content.decode()
     assert changed.status_code == 200 and body.startswith('<div id="live"') and "<html" not in body
     assert 'data-testid="status">running</strong>' in body and 'hx-trigger="every 1s"' in body
+    # 3 operations, 5 at once, at the default pace per node while nothing has been measured
+    assert f"about {settings.PIDNS_DEFAULT_SECONDS_PER_NODE:.0f} s left" in body
     services.rollout_abort(actor="user:test", rollout=Rollout.objects.get(pk=rollout.pk))
     final = client.get(f"/rollouts/{rollout.pk}/", headers=htmx).content.decode()
     assert "aborted" in final and "hx-trigger" not in final  # a finished rollout stops polling
