@@ -4,6 +4,7 @@ write the operator role (checked here, on the server)."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
@@ -59,7 +60,6 @@ class OverviewPage(ViewerPage):
     """The fleet at a glance. htmx re-renders the live part every few seconds."""
 
     template_name = "dashboard/overview.html"
-    poll_seconds = 5
 
     def get_template_names(self):
         return ["dashboard/_overview_live.html"] if self.request.htmx else [self.template_name]
@@ -79,7 +79,7 @@ class OverviewPage(ViewerPage):
             .order_by("-created_at")[:10]
         )
         context["audits"] = list(Audit.objects.select_related("cluster").order_by("-created_at")[:5])
-        context["poll_seconds"] = self.poll_seconds
+        context["poll_seconds"] = settings.PIDNS_OVERVIEW_REFRESH_SECONDS
         return context
 
 

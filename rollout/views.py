@@ -197,6 +197,7 @@ def rollout_preview(request):
             cluster=data["cluster"], selector=data["selector"], intent=data["intent"], strategy=data["strategy"]
         )
         preview["waves_named"] = list(enumerate(preview["waves"]))
+        preview["canary"] = data["strategy"].canary_count > 0
         preview["busy"] = [t for t in preview["targets"] if t["busy_in_rollout"]]
     return render(request, "dashboard/_preview.html", {"preview": preview, "errors": errors})
 

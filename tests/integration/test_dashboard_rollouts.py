@@ -139,7 +139,7 @@ def test_preview_shows_waves_skips_and_duration_and_writes_nothing(east):
     assert b"Create rollout" not in client.get("/rollouts/new/").content
     body = client.post("/rollouts/preview/", FORM).content.decode()
     assert "<strong>4</strong> nodes to change in <strong>3</strong> waves, 1 skipped" in body
-    assert "a, b" not in body and "wave 1: 2 nodes — b, c" in body
+    assert "wave 0 (canary): 1 node — a<" in body and "wave 1: 2 nodes — b, c<" in body
     assert "DOCKER_TOO_OLD" in body and "<code>--enable-cri</code>: false → true" in body
     labelled = client.post("/rollouts/preview/", {**FORM, "labels": "pool=gpu"}).content.decode()
     assert "<strong>3</strong> nodes to change" in labelled
