@@ -79,23 +79,26 @@ def version_matrix(*, nodes: QuerySet[Node] | None = None) -> dict[str, Any]:
     modes and the number blocked from shared in each cell. One GROUP BY query.
 
     Each cell: ``total``, ``modes`` ({mode: count}, largest first), ``mode`` (the largest, for
-    its colour), ``blocked`` (nodes that cannot be switched to shared) and ``switchable``.
+    its colour), ``blocked`` (nodes that cannot be switched to shared) and ``switchable`` (nodes
+    not shared yet that a flag change would make shared).
     """
     nodes = Node.objects.all() if nodes is None else nodes
     rows = (
         nodes.order_by()
         .values("kubelet_minor", "runtime_line", "pid_namespace")
         .annotate(n=Count("id"), blocked=Count("id", filter=~Q(shared_blocker="")))
+        .annotate(switchable=Count("id", filter=Q(shared_blocker="") & ~Q(pid_namespace__in=["shared", "unknown"])))
     )
     cells: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
         cell = cells.setdefault(
             (row["kubelet_minor"] or "unknown", row["runtime_line"] or "unknown"),
-            {"total": 0, "modes": Counter(), "blocked": 0},
+            {"total": 0, "modes": Counter(), "blocked": 0, "switchable": 0},
         )
         cell["total"] += row["n"]
         cell["modes"][row["pid_namespace"]] += row["n"]
         cell["blocked"] += row["blocked"]
+        cell["switchable"] += row["switchable"]
     kubelets = sorted({k for k, _ in cells}, key=_version_key)
     runtimes = sorted({r for _, r in cells}, key=_version_key)
     table = []
@@ -105,12 +108,7 @@ def version_matrix(*, nodes: QuerySet[Node] | None = None) -> dict[str, Any]:
             cell = cells.get((kubelet, runtime))
             if cell is not None:
                 modes = sorted(cell["modes"].items(), key=lambda item: (-item[1], item[0]))
-                cell = {
-                    **cell,
-                    "modes": dict(modes),
-                    "mode": modes[0][0],
-                    "switchable": cell["total"] - cell["blocked"],
-                }
+                cell = {**cell, "modes": dict(modes), "mode": modes[0][0]}
             row_cells.append({"runtime": runtime, "cell": cell})
         table.append({"kubelet": kubelet, "cells": row_cells})
     columns = [{"key": r, "label": f"Docker {r}" if _version_key(r)[0] == 0 else r} for r in runtimes]

@@ -131,7 +131,7 @@ def test_operator_runs_an_audit_and_asks_what_if(page, live_server, lab, celery_
     page.get_by_role("heading", name="Fleet overview").wait_for()
     matrix = page.locator("table.matrix")
     # The six gpu nodes share one cell; the node whose engine is too old to read has no facts yet.
-    assert "6 nodes\n6 isolated\n6 switchable" in matrix.inner_text() and "unknown" in matrix.inner_text()
+    assert "6 nodes\n6 isolated\n6 switchable to shared" in matrix.inner_text() and "unknown" in matrix.inner_text()
     assert page.get_by_role("img", name="lab: 6 isolated, 1 unknown").is_visible()
     screenshot("overview")
 

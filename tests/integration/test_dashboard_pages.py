@@ -56,7 +56,9 @@ def test_matrix_counts_modes_and_blockers_per_cell(fleet):
         "blocked": 1,  # Docker 1.11 cannot share
         "switchable": 0,
     }
+    assert cells[("1.6", "1.12")]["switchable"] == 1  # e2; e1 is shared already
     assert cells[("1.8", "17.03")]["total"] == 2 and cells[("1.8", "17.03")]["mode"] == "isolated"
+    assert cells[("1.8", "17.03")]["switchable"] == 2  # upstream 1.8 opts in with a flag
     assert cells[("1.6", "1.11")] is None
 
 

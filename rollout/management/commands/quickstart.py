@@ -166,7 +166,7 @@ class Command(BaseCommand):
                 else []
             ),
             "  or one from the command line (the worker carries it out):",
-            "    .venv/bin/python manage.py rollout create --cluster lab --intent shared --label pool=general "
+            "    .venv/bin/python manage.py rollout create --cluster lab-upstream --intent shared --label pool=general "
             "--batch 50% --start --follow",
             "",
         ]
