@@ -171,7 +171,8 @@ class AuditListPage(ViewerPage):
         if not has_role(request.user, OPERATOR):
             raise PermissionDenied("You need the operator role.")
         name = request.POST.get("cluster", "")
-        cluster = Cluster.objects.filter(name=name).first() if name else None
+        valid = "\x00" not in name and len(name) <= 253  # text PostgreSQL cannot compare is no name
+        cluster = Cluster.objects.filter(name=name).first() if name and valid else None
         if name and cluster is None:
             messages.error(request, f"cluster: no cluster named {name[:100]!r}.")
             return redirect("audit-list-page")

@@ -10,6 +10,7 @@ from .. import services
 from ..decisions import DECISION_COLUMNS, node_decision
 from ..models import NODE_OBSERVED_FIELDS, Audit, Cluster, DockerCredential, Node, NodeObservation
 from ..validation import NODE_FIELDS, NORMALIZERS, check_runtime_version, normalize_labels
+from .fields import NameRelatedField
 
 
 def _normalized(field_name):
@@ -24,9 +25,7 @@ def _normalized(field_name):
 
 class ClusterSerializer(serializers.ModelSerializer):
     node_count = serializers.IntegerField(read_only=True)
-    docker_credential = serializers.SlugRelatedField(
-        slug_field="name", queryset=DockerCredential.objects.all(), allow_null=True, required=False
-    )
+    docker_credential = NameRelatedField(queryset=DockerCredential.objects.all(), allow_null=True, required=False)
 
     class Meta:
         model = Cluster
@@ -66,11 +65,9 @@ _READ_ONLY = [
 
 
 class NodeSerializer(serializers.ModelSerializer):
-    cluster = serializers.SlugRelatedField(slug_field="name", queryset=Cluster.objects.all())
+    cluster = NameRelatedField(queryset=Cluster.objects.all())
     plan = serializers.CharField(source="cluster.plan", read_only=True)
-    docker_credential = serializers.SlugRelatedField(
-        slug_field="name", queryset=DockerCredential.objects.all(), allow_null=True, required=False
-    )
+    docker_credential = NameRelatedField(queryset=DockerCredential.objects.all(), allow_null=True, required=False)
 
     class Meta:
         model = Node
@@ -272,8 +269,7 @@ class AuditDetailSerializer(AuditSerializer):
 
 
 class AuditCreateSerializer(serializers.Serializer):
-    cluster = serializers.SlugRelatedField(
-        slug_field="name",
+    cluster = NameRelatedField(
         queryset=Cluster.objects.all(),
         required=False,
         allow_null=True,

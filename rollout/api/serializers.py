@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from gates.facts import normalize_labels
+from nodes.api.fields import NameRelatedField
 from nodes.models import Cluster
 
 from ..models import ROLLOUT_INTENTS, AuditEvent, NodeOperation, Rollout
@@ -35,7 +36,7 @@ class RolloutInputSerializer(serializers.Serializer):
     """A rollout to preview or create."""
 
     name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
-    cluster = serializers.SlugRelatedField(slug_field="name", queryset=Cluster.objects.all())
+    cluster = NameRelatedField(queryset=Cluster.objects.all())
     intent = serializers.ChoiceField(choices=ROLLOUT_INTENTS)
     selector = SelectorSerializer(required=False, default=dict)
     canary_count = serializers.IntegerField(min_value=0, max_value=10_000, default=1)

@@ -191,3 +191,20 @@ def test_cluster_list_query_count_is_constant(viewer, make_cluster, make_node):
         make_node(make_cluster(f"c{i}"), "n")
     assert _queries(viewer, "/api/v1/clusters/") == small
     assert viewer.get("/api/v1/clusters/?name=c3").json()["results"][0]["node_count"] == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        ("/api/v1/nodes/", {"cluster": "pr\x00od", "name": "n1"}),
+        ("/api/v1/clusters/", {"name": "c9", "docker_credential": "cr\x00ed"}),
+        ("/api/v1/rollouts/preview/", {"cluster": "pr\x00od", "intent": "shared"}),
+        ("/api/v1/rollouts/", {"cluster": "x" * 300, "intent": "shared"}),
+        ("/api/v1/audits/", {"cluster": "pr\x00od"}),
+    ],
+)
+def test_names_the_database_cannot_hold_are_refused_not_crashed(clients, url, body):
+    response = clients["admin"].post(url, body, format="json")
+    assert response.status_code == 400, response.content
+    field = "docker_credential" if "credential" in str(body) else "cluster"
+    assert "does not exist" in str(response.json()[field])

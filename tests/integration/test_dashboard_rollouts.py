@@ -3,6 +3,9 @@
 import pytest
 from django.conf import settings
 from django.test import Client
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from rollout import services
 from rollout.models import Rollout
@@ -228,3 +231,40 @@ def test_htmx_posts_need_the_csrf_token(east):
     anonymous = Client()
     assert anonymous.post("/rollouts/preview/", FORM).status_code == 401
     assert anonymous.get("/rollouts/preview/").status_code == 405
+
+
+@pytest.fixture
+def operator_on_east(east):
+    return signed_in("fuzz", "operator")
+
+
+FORM_FIELDS = [*FORM, "name", "labels", "nodes", "window_start", "window_end", "window_tz", "window_days", "start"]
+TEXT = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["east", "shared", "isolated", "50%", "0", "-1", "1e9", "25:00", "22:00", "a=b", "=", "\x00"]),
+)
+
+
+@hypothesis_settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(form=st.dictionaries(st.sampled_from(FORM_FIELDS), TEXT, max_size=10))
+def test_no_form_input_produces_a_server_error(operator_on_east, form):
+    client = operator_on_east
+    preview = client.post("/rollouts/preview/", form)
+    assert preview.status_code == 200, preview.content[:500]
+    created = client.post("/rollouts/new/", form)
+    assert created.status_code in (302, 400), created.content[:500]
+    if created.status_code == 302:
+        Rollout.objects.all().delete()
+    whatif = client.get("/what-if/", {k: v for k, v in form.items() if k in ("cluster", "name", "labels")})
+    assert whatif.status_code == 200
+
+
+@pytest.mark.parametrize("field", ["cluster", "name", "labels", "nodes", "batch_size", "window_tz"])
+def test_a_nul_byte_in_any_field_is_refused_without_a_server_error(operator_on_east, field):
+    form = {**FORM, field: "ea\x00st", "window_start": "22:00", "window_end": "04:00"}
+    assert operator_on_east.post("/rollouts/preview/", form).status_code == 200
+    assert operator_on_east.post("/rollouts/new/", form).status_code in (302, 400)
+    assert operator_on_east.get("/what-if/", {"cluster": "ea\x00st", "plan": "upstream"}).status_code == 200
+    assert operator_on_east.get("/nodes/", {"cluster": "ea\x00st", "name": "\x00"}).status_code == 200
+    refused = operator_on_east.post("/audits/", {"cluster": "ea\x00st"}, follow=True)
+    assert refused.status_code == 200 and b"no cluster named" in refused.content
