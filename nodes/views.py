@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.generic import TemplateView
 
@@ -18,7 +19,7 @@ from gates.plans import PLANS
 from gates.policy import ISOLATED, SHARED
 from rollout.models import ROLLOUT_ACTIVE_STATES, NodeOperation, Rollout
 from rollout.roles import OPERATOR, VIEWER, has_role, user_role
-from rollout.selectors import rollouts_with_counts
+from rollout.selectors import fingerprint, rollouts_with_counts
 
 from . import audits, selectors
 from .api.filters import NodeFilter
@@ -57,9 +58,17 @@ class ViewerPage(LoginRequiredMixin, TemplateView):
 
 
 class OverviewPage(ViewerPage):
-    """The fleet at a glance. htmx re-renders the live part every few seconds."""
+    """The fleet at a glance. htmx asks for the live part again every few seconds with the
+    fingerprint of what it shows, and gets 204 No Content while nothing changed: the page is not
+    redrawn (nor the keyboard focus lost) for nothing."""
 
     template_name = "dashboard/overview.html"
+
+    def get(self, request, *args, **kwargs):
+        context = self.get_context_data(**kwargs)
+        if request.htmx and request.GET.get("since") == context["fingerprint"]:
+            return HttpResponse(status=204)
+        return self.render_to_response(context)
 
     def get_template_names(self):
         return ["dashboard/_overview_live.html"] if self.request.htmx else [self.template_name]
@@ -67,19 +76,35 @@ class OverviewPage(ViewerPage):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         summary = selectors.fleet_summary()
-        context["summary"] = summary
-        context["fleet_bar"] = stacked_bar("All clusters", summary["by_pid_namespace"])
-        context["cluster_bars"] = [stacked_bar(c["name"], c["by_pid_namespace"]) for c in summary["clusters"]]
-        context["matrix"] = selectors.version_matrix()
-        context["drifting"] = list(selectors.node_list().filter(drift=True).order_by("cluster__name", "name")[:20])
-        context["drift_count"] = selectors.node_list().filter(drift=True).count()
-        context["rollouts"] = list(
+        for cluster in summary["clusters"]:
+            cluster["bar"] = stacked_bar(cluster["name"], cluster["by_pid_namespace"])
+        drifting = list(selectors.node_list().filter(drift=True).order_by("cluster__name", "name")[:20])
+        drift_count = selectors.node_list().filter(drift=True).count()
+        rollouts = list(
             rollouts_with_counts(Rollout.objects.select_related("cluster"))
             .filter(status__in=ROLLOUT_ACTIVE_STATES)
             .order_by("-created_at")[:10]
         )
-        context["audits"] = list(Audit.objects.select_related("cluster").order_by("-created_at")[:5])
-        context["poll_seconds"] = settings.PIDNS_OVERVIEW_REFRESH_SECONDS
+        audits = list(Audit.objects.select_related("cluster").order_by("-created_at")[:5])
+        matrix = selectors.version_matrix()
+        shown = (
+            summary,
+            matrix["rows"],
+            drift_count,
+            [(n.pk, n.drift_details) for n in drifting],
+            [(r.pk, r.status, r.reason, r.ops_total, r.ops_done, r.ops_failed) for r in rollouts],
+            [(a.pk, a.status, a.total, a.done, a.failed, a.drifted) for a in audits],
+        )
+        context.update(
+            summary=summary,
+            matrix=matrix,
+            drifting=drifting,
+            drift_count=drift_count,
+            rollouts=rollouts,
+            audits=audits,
+            poll_seconds=settings.PIDNS_OVERVIEW_REFRESH_SECONDS,
+            fingerprint=fingerprint(shown),
+        )
         return context
 
 

@@ -87,9 +87,13 @@ def rollout_fingerprint(rollout: Rollout) -> str:
     last_event = (
         AuditEvent.objects.filter(object_type="rollout", object_id=str(rollout.pk)).aggregate(m=Max("id"))["m"] or 0
     )
-    parts = [rollout.status, rollout.reason, rollout.current_wave, rollout.updated_at.timestamp(), last_event]
-    parts += [ops[k].timestamp() if hasattr(ops[k], "timestamp") else ops[k] for k in sorted(ops)]
-    return hashlib.blake2b(repr(parts).encode(), digest_size=8).hexdigest()
+    parts = [rollout.status, rollout.reason, rollout.current_wave, rollout.updated_at, last_event]
+    return fingerprint([*parts, *(ops[k] for k in sorted(ops))])
+
+
+def fingerprint(value: Any) -> str:
+    """A short, stable digest of what a live page part shows (its ``repr``)."""
+    return hashlib.blake2b(repr(value).encode(), digest_size=8).hexdigest()
 
 
 @dataclass(frozen=True)

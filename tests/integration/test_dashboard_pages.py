@@ -80,6 +80,12 @@ def test_overview_live_part_is_a_fragment(fleet):
     body = response.content.decode()
     assert response.status_code == 200
     assert body.startswith('<div id="overview-live"') and "<html" not in body
+    since = body.split("?since=")[1].split('"')[0]
+    assert client.get(f"/?since={since}", headers={"HX-Request": "true"}).status_code == 204
+    east, _ = fleet
+    Node.objects.filter(cluster=east, name="e1").update(drift=True)
+    changed = client.get(f"/?since={since}", headers={"HX-Request": "true"})
+    assert changed.status_code == 200 and "e1</a>" in changed.content.decode()
 
 
 def test_what_if_kubelet_upgrade_under_the_proposal(fleet):
