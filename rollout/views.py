@@ -14,7 +14,15 @@ from nodes.views import ViewerPage
 
 from . import selectors, services
 from .forms import INITIAL, form_errors, form_values, validate
-from .models import ROLLOUT_ACTIVE_STATES, ROLLOUT_FINAL_STATES, ROLLOUT_INTENTS, AuditEvent, NodeOperation, Rollout
+from .models import (
+    ROLLOUT_ACTIVE_STATES,
+    ROLLOUT_FINAL_STATES,
+    ROLLOUT_INTENTS,
+    AuditEvent,
+    NodeOperation,
+    Rollout,
+    RolloutStatus,
+)
 from .roles import OPERATOR, VIEWER, has_role
 from .selectors import progress_of, rollouts_with_counts
 from .strategy import DAYS
@@ -40,7 +48,11 @@ AVAILABLE = {
     "aborted": ["rollback"],
     "rolled-back": [],
 }
-DESTRUCTIVE = {"abort", "rollback"}
+# Actions that ask the operator to confirm, with what they do.
+DESTRUCTIVE = {
+    "abort": "Operations in flight finish; nothing new starts, and the rollout cannot be resumed.",
+    "rollback": "Every node this rollout changed returns to its previous kubelet flags.",
+}
 # A rollout page lists at most this many operations (the waves table counts them all).
 OPERATIONS_SHOWN = 500
 
@@ -62,13 +74,34 @@ def healthz(request):
 
 class RolloutListPage(ViewerPage):
     template_name = "dashboard/rollouts.html"
+    shown = 100
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context["rollouts"] = list(
-            rollouts_with_counts(Rollout.objects.select_related("cluster")).order_by("-created_at", "-id")[:100]
+        status = self.request.GET.get("status", "")
+        cluster = self.request.GET.get("cluster", "")
+        rollouts = Rollout.objects.select_related("cluster")
+        errors = {}
+        if status and status not in RolloutStatus.values:
+            errors["status"] = f"one of {', '.join(RolloutStatus.values)}"
+        elif status:
+            rollouts = rollouts.filter(status=status)
+        if "\x00" in cluster or len(cluster) > 253:
+            errors["cluster"] = "no such cluster"
+        elif cluster:
+            rollouts = rollouts.filter(cluster__name=cluster)
+        if errors:
+            rollouts = rollouts.none()
+        context.update(
+            rollouts=list(rollouts_with_counts(rollouts).order_by("-created_at", "-id")[: self.shown]),
+            shown=self.shown,
+            statuses=RolloutStatus.values,
+            clusters=list(Cluster.objects.order_by("name").values_list("name", flat=True)),
+            status=status,
+            cluster=cluster,
+            errors=errors,
+            can_act=has_role(self.request.user, OPERATOR),
         )
-        context["can_act"] = has_role(self.request.user, OPERATOR)
         return context
 
 
@@ -123,7 +156,7 @@ class RolloutDetailPage(ViewerPage):
                     "-created_at", "-id"
                 )[:100]
             ),
-            actions=[(a, a in DESTRUCTIVE) for a in AVAILABLE.get(rollout.status, [])] if can_act else [],
+            actions=[(a, DESTRUCTIVE.get(a, "")) for a in AVAILABLE.get(rollout.status, [])] if can_act else [],
         )
         return context
 

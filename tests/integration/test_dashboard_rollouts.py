@@ -268,3 +268,13 @@ def test_a_nul_byte_in_any_field_is_refused_without_a_server_error(operator_on_e
     assert operator_on_east.get("/nodes/", {"cluster": "ea\x00st", "name": "\x00"}).status_code == 200
     refused = operator_on_east.post("/audits/", {"cluster": "ea\x00st"}, follow=True)
     assert refused.status_code == 200 and b"no cluster named" in refused.content
+
+
+def test_rollout_list_filters_by_status_and_cluster(rollout):
+    client = signed_in("viewer")
+    assert f"#{rollout.pk} east to shared" in client.get("/rollouts/?status=draft&cluster=east").content.decode()
+    assert "No rollout matches." in client.get("/rollouts/?status=running").content.decode()
+    assert "No rollout matches." in client.get("/rollouts/?cluster=west").content.decode()
+    bad = client.get("/rollouts/?status=sideways&cluster=ea%00st")
+    body = bad.content.decode()
+    assert bad.status_code == 200 and "one of draft" in body and "no such cluster" in body
