@@ -62,7 +62,7 @@ class OverviewPage(ViewerPage):
     fingerprint of what it shows, and gets 204 No Content while nothing changed: the page is not
     redrawn (nor the keyboard focus lost) for nothing."""
 
-    template_name = "dashboard/overview.html"
+    template_name = "nodes/overview.html"
 
     def get(self, request, *args, **kwargs):
         context = self.get_context_data(**kwargs)
@@ -71,7 +71,7 @@ class OverviewPage(ViewerPage):
         return self.render_to_response(context)
 
     def get_template_names(self):
-        return ["dashboard/_overview_live.html"] if self.request.htmx else [self.template_name]
+        return ["nodes/_overview_live.html"] if self.request.htmx else [self.template_name]
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -109,7 +109,7 @@ class OverviewPage(ViewerPage):
 
 
 class NodeListPage(ViewerPage):
-    template_name = "dashboard/nodes.html"
+    template_name = "nodes/nodes.html"
     page_size = 50
 
     def get_context_data(self, **kwargs):
@@ -126,7 +126,7 @@ class NodeListPage(ViewerPage):
 
 
 class NodeDetailPage(ViewerPage):
-    template_name = "dashboard/node.html"
+    template_name = "nodes/node.html"
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -152,7 +152,7 @@ class NodeDetailPage(ViewerPage):
 class WhatIfPage(ViewerPage):
     """A hypothetical change to one cluster and its consequences, computed and never written."""
 
-    template_name = "dashboard/whatif.html"
+    template_name = "nodes/whatif.html"
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -178,7 +178,7 @@ class WhatIfPage(ViewerPage):
 
 
 class AuditListPage(ViewerPage):
-    template_name = "dashboard/audits.html"
+    template_name = "nodes/audits.html"
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -189,7 +189,7 @@ class AuditListPage(ViewerPage):
         return context
 
     def get_template_names(self):
-        return ["dashboard/_audits_live.html"] if self.request.htmx else [self.template_name]
+        return ["nodes/_audits_live.html"] if self.request.htmx else [self.template_name]
 
     def post(self, request, *args, **kwargs):
         """Run an audit now (operator)."""
@@ -213,11 +213,11 @@ class AuditListPage(ViewerPage):
 
 
 class AuditDetailPage(ViewerPage):
-    template_name = "dashboard/audit.html"
+    template_name = "nodes/audit.html"
     shown = 500
 
     def get_template_names(self):
-        return ["dashboard/_audit_live.html"] if self.request.htmx else [self.template_name]
+        return ["nodes/_audit_live.html"] if self.request.htmx else [self.template_name]
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)

@@ -138,7 +138,7 @@ STATIC_ROOT = Path(env("STATIC_ROOT", str(VAR_DIR / "static")))
 # A read-only deployment collects static files elsewhere.
 with contextlib.suppress(OSError):
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+STATICFILES_DIRS = [BASE_DIR / "static"]
 # Serve app static files (API docs assets) straight from the apps: no collectstatic step needed.
 WHITENOISE_USE_FINDERS = True
 

@@ -73,7 +73,7 @@ def healthz(request):
 
 
 class RolloutListPage(ViewerPage):
-    template_name = "dashboard/rollouts.html"
+    template_name = "rollout/rollouts.html"
     shown = 100
 
     def get_context_data(self, **kwargs):
@@ -110,7 +110,7 @@ class RolloutDetailPage(ViewerPage):
     and gets 204 No Content while nothing changed, so the page (and a screen reader) only sees
     real changes."""
 
-    template_name = "dashboard/rollout.html"
+    template_name = "rollout/rollout.html"
 
     def get(self, request, *args, **kwargs):
         rollout = get_object_or_404(Rollout.objects.select_related("cluster"), pk=kwargs["pk"])
@@ -118,7 +118,7 @@ class RolloutDetailPage(ViewerPage):
         if request.htmx and request.GET.get("since") == fingerprint:
             return HttpResponse(status=204)
         if request.htmx:
-            self.template_name = "dashboard/_rollout_live.html"
+            self.template_name = "rollout/_rollout_live.html"
         context = self.get_context_data(rollout=rollout, fingerprint=fingerprint, **kwargs)
         return self.render_to_response(context)
 
@@ -164,7 +164,7 @@ class RolloutDetailPage(ViewerPage):
 class RolloutCreatePage(ViewerPage):
     """The create form. Viewers may fill it in and see the preview; only operators create."""
 
-    template_name = "dashboard/rollout_new.html"
+    template_name = "rollout/rollout_new.html"
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -222,7 +222,7 @@ def rollout_preview(request):
     if not has_role(request.user, VIEWER):
         raise PermissionDenied("You need the viewer role.")
     if not request.POST.get("cluster"):
-        return render(request, "dashboard/_preview.html", {"preview": None, "errors": {}})
+        return render(request, "rollout/_preview.html", {"preview": None, "errors": {}})
     data, errors = validate(request.POST)
     preview = None
     if data is not None:
@@ -232,7 +232,7 @@ def rollout_preview(request):
         preview["waves_named"] = list(enumerate(preview["waves"]))
         preview["canary"] = data["strategy"].canary_count > 0
         preview["busy"] = [t for t in preview["targets"] if t["busy_in_rollout"]]
-    return render(request, "dashboard/_preview.html", {"preview": preview, "errors": errors})
+    return render(request, "rollout/_preview.html", {"preview": preview, "errors": errors})
 
 
 @require_POST

@@ -165,5 +165,8 @@ def test_every_page_labels_its_controls_and_describes_its_charts(page, live_serv
         screenshot(name)
     # The skip link is the first stop of the keyboard and leads to the content.
     page.goto(f"{live_server.url}/")
+    header = "getComputedStyle(document.querySelector('header')).backgroundColor"
+    assert page.evaluate(header) == "rgb(31, 59, 87)"  # the stylesheet and htmx are served locally
+    assert page.evaluate("typeof htmx") == "object"
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
