@@ -70,6 +70,18 @@ def runtime_line(runtime: str, version: str) -> str:
     return f"{parsed.major}.{parsed.minor:02d}" if parsed.major >= 17 else parsed.line_label
 
 
+def version_order(version: str, parse) -> str:
+    """A text key that sorts versions in version order (``v1.6`` before ``v1.10``, a pre-release
+    before its release); empty when the version cannot be read."""
+    try:
+        parsed = parse(version) if version else None
+    except VersionError:
+        return ""
+    if parsed is None:
+        return ""
+    return f"{parsed.major:05d}.{parsed.minor:05d}.{parsed.patch:05d}.{0 if parsed.is_prerelease else 1}"
+
+
 @lru_cache(maxsize=65536)
 def _columns_cached(kubelet, runtime, runtime_version, flags_json, pause, plan) -> tuple[tuple[str, str], ...]:
     values = {
@@ -85,10 +97,15 @@ def _columns_cached(kubelet, runtime, runtime_version, flags_json, pause, plan) 
         minor = ""
     current, error = node_decision(values, plan)
     line = runtime_line(runtime, runtime_version)
+    orders = {
+        "kubelet_order": version_order(kubelet, parse_kube_version),
+        "runtime_order": version_order(runtime_version, parse_docker_version) if runtime == "docker" else "",
+    }
     if current is None:
         columns = {
             "kubelet_minor": minor,
             "runtime_line": line,
+            **orders,
             "pid_namespace": UNKNOWN,
             "mechanism": "",
             "rollback_method": "",
@@ -102,6 +119,7 @@ def _columns_cached(kubelet, runtime, runtime_version, flags_json, pause, plan) 
         columns = {
             "kubelet_minor": minor,
             "runtime_line": line,
+            **orders,
             "pid_namespace": current.pid_namespace,
             "mechanism": current.mechanism,
             "rollback_method": current.rollback.method,
@@ -115,6 +133,8 @@ def _columns_cached(kubelet, runtime, runtime_version, flags_json, pause, plan) 
 DECISION_COLUMNS = (
     "kubelet_minor",
     "runtime_line",
+    "kubelet_order",
+    "runtime_order",
     "pid_namespace",
     "mechanism",
     "rollback_method",

@@ -147,6 +147,9 @@ class Node(models.Model):
     runtime_line = models.CharField(
         max_length=16, blank=True, default="", help_text="Docker release line (1.12, 17.03) or the runtime's name."
     )
+    # Text keys that sort the versions in version order (v1.6 before v1.10), for sorted lists.
+    kubelet_order = models.CharField(max_length=32, blank=True, default="")
+    runtime_order = models.CharField(max_length=32, blank=True, default="")
     pid_namespace = models.CharField(
         max_length=16, choices=PidNamespace.choices, default=PidNamespace.UNKNOWN, db_index=True
     )

@@ -29,17 +29,13 @@ from .models import AUDIT_ACTIVE_STATES, Audit, Cluster, NodeObservation
 from .tasks import audit_enqueue
 from .whatif import LISTED, Change, WhatIfError, whatif
 
+# Sort keys offered by the node list, and the columns behind them (versions sort in version order).
 SORTABLE = {
-    "name",
-    "-name",
-    "kubelet_version",
-    "-kubelet_version",
-    "runtime_version",
-    "-runtime_version",
-    "pid_namespace",
-    "-pid_namespace",
-    "observed_pid_namespace",
-    "-observed_pid_namespace",
+    "name": "name",
+    "kubelet_version": "kubelet_order",
+    "runtime_version": "runtime_order",
+    "pid_namespace": "pid_namespace",
+    "observed_pid_namespace": "observed_pid_namespace",
 }
 
 
@@ -117,7 +113,11 @@ class NodeListPage(ViewerPage):
         filterset = NodeFilter(self.request.GET, queryset=selectors.node_list(), request=None)
         nodes = filterset.qs if filterset.is_valid() else selectors.node_list().none()
         ordering = self.request.GET.get("ordering", "name")
-        nodes = nodes.order_by(*(["cluster__name", ordering] if ordering in SORTABLE else ["cluster__name", "name"]))
+        key = SORTABLE.get(ordering.removeprefix("-"))
+        if key is None:
+            ordering, key = "name", "name"
+        column = f"-{key}" if ordering.startswith("-") else key
+        nodes = nodes.order_by("cluster__name", column, "name")
         page = Paginator(nodes, self.page_size).get_page(self.request.GET.get("page"))
         query = self.request.GET.copy()
         query.pop("page", None)

@@ -3,6 +3,7 @@
 import django_filters
 from django.db.models.fields.json import KeyTransform
 from rest_framework.exceptions import ValidationError
+from rest_framework.filters import OrderingFilter
 
 from ..models import ContainerRuntime, Mechanism, Node, ObservedPidNamespace, PidNamespace, RollbackMethod
 
@@ -43,3 +44,19 @@ class NodeFilter(django_filters.FilterSet):
             else:
                 queryset = queryset.filter(labels__has_key=key)
         return queryset
+
+
+class NodeOrdering(OrderingFilter):
+    """``?ordering=kubelet_version`` (or ``runtime_version``) sorts in version order, through the
+    nodes' stored sort keys: v1.6 before v1.10."""
+
+    COLUMNS = {"kubelet_version": "kubelet_order", "runtime_version": "runtime_order"}
+
+    def get_ordering(self, request, queryset, view):
+        ordering = super().get_ordering(request, queryset, view)
+        if not ordering:
+            return ordering
+        return [
+            ("-" if term.startswith("-") else "") + self.COLUMNS.get(term.lstrip("-"), term.lstrip("-"))
+            for term in ordering
+        ]

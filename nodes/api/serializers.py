@@ -58,7 +58,7 @@ class ClusterSerializer(serializers.ModelSerializer):
 # Observed by audits or derived from the facts: never written through the API.
 _READ_ONLY = [
     *NODE_OBSERVED_FIELDS,
-    *DECISION_COLUMNS,
+    *(c for c in DECISION_COLUMNS if not c.endswith("_order")),  # sort keys stay internal
     "created_at",
     "updated_at",
 ]

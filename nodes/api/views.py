@@ -2,6 +2,7 @@
 
 from django.db import transaction
 from django.db.models import Count, Prefetch
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -16,7 +17,7 @@ from rollout.roles import IsAdmin, IsOperator, IsViewer, ReadViewerWriteAdmin
 from .. import audits, selectors, services
 from ..models import Audit, Cluster, DockerCredential, NodeObservation
 from ..tasks import audit_enqueue
-from .filters import NodeFilter
+from .filters import NodeFilter, NodeOrdering
 from .serializers import (
     AuditCreateSerializer,
     AuditDetailSerializer,
@@ -63,6 +64,7 @@ class NodeViewSet(viewsets.ModelViewSet):
     serializer_class = NodeSerializer
     permission_classes = [ReadViewerWriteAdmin]
     filterset_class = NodeFilter
+    filter_backends = [DjangoFilterBackend, NodeOrdering]
     ordering_fields = ["name", "kubelet_version", "runtime_version", "pid_namespace", "updated_at", "last_audit_at"]
     ordering = ["cluster__name", "name"]
 

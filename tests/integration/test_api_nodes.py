@@ -208,3 +208,23 @@ def test_names_the_database_cannot_hold_are_refused_not_crashed(clients, url, bo
     assert response.status_code == 400, response.content
     field = "docker_credential" if "credential" in str(body) else "cluster"
     assert "does not exist" in str(response.json()[field])
+
+
+def test_versions_sort_in_version_order_in_the_api_and_the_dashboard(clients, make_cluster, make_node):
+    from tests.integration.test_dashboard import signed_in
+
+    cluster = make_cluster("sorting")
+    make_node(cluster, "ten", kubelet="v1.10.0", docker="17.03.1-ce")
+    make_node(cluster, "six", kubelet="v1.6.4", docker="1.12.6")
+    make_node(cluster, "seven-beta", kubelet="v1.7.0-beta.2", docker="1.13.1")
+    make_node(cluster, "seven", kubelet="v1.7.0", docker="1.9.1")
+    make_node(cluster, "unknown", kubelet="", docker="")
+    names = [n["name"] for n in clients["viewer"].get("/api/v1/nodes/?ordering=kubelet_version").json()["results"]]
+    assert names == ["unknown", "six", "seven-beta", "seven", "ten"]
+    names = [n["name"] for n in clients["viewer"].get("/api/v1/nodes/?ordering=-runtime_version").json()["results"]]
+    assert names == ["ten", "seven-beta", "six", "seven", "unknown"]
+    body = signed_in("vera").get("/nodes/?ordering=-kubelet_version").content.decode()
+    assert [body.index(f">{n}<") for n in ("ten", "seven", "seven-beta", "six")] == sorted(
+        body.index(f">{n}<") for n in ("ten", "seven", "seven-beta", "six")
+    )
+    assert "kubelet_order" not in clients["viewer"].get("/api/v1/nodes/").content.decode()
