@@ -20,6 +20,7 @@ urlpatterns = [
     path("what-if/", node_views.WhatIfPage.as_view(), name="whatif-page"),
     path("audits/", node_views.AuditListPage.as_view(), name="audit-list-page"),
     path("audits/<int:pk>/", node_views.AuditDetailPage.as_view(), name="audit-page"),
+    path("events/", views.EventListPage.as_view(), name="event-list-page"),
     path("rollouts/", views.RolloutListPage.as_view(), name="rollout-list-page"),
     path("rollouts/new/", views.RolloutCreatePage.as_view(), name="rollout-new-page"),
     path("rollouts/preview/", views.rollout_preview, name="rollout-preview-page"),

@@ -4,6 +4,7 @@ import math
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db import connection, transaction
 from django.http import HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -13,6 +14,7 @@ from nodes.models import Cluster
 from nodes.views import ViewerPage
 
 from . import selectors, services
+from .api.filters import OBJECT_TYPES, EventFilter
 from .forms import INITIAL, form_errors, form_values, validate
 from .models import (
     ROLLOUT_ACTIVE_STATES,
@@ -102,6 +104,23 @@ class RolloutListPage(ViewerPage):
             errors=errors,
             can_act=has_role(self.request.user, OPERATOR),
         )
+        return context
+
+
+class EventListPage(ViewerPage):
+    """The audit log: every change with its actor, newest first, filterable like the API's."""
+
+    template_name = "rollout/events.html"
+    page_size = 50
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        filterset = EventFilter(self.request.GET, queryset=AuditEvent.objects.order_by("-created_at", "-id"))
+        events = filterset.qs if filterset.is_valid() else AuditEvent.objects.none()
+        page = Paginator(events, self.page_size).get_page(self.request.GET.get("page"))
+        query = self.request.GET.copy()
+        query.pop("page", None)
+        context.update(filterset=filterset, page=page, query=query.urlencode(), object_types=OBJECT_TYPES)
         return context
 
 

@@ -11,6 +11,7 @@ from ..models import AuditEvent, NodeOperation, Rollout
 from ..roles import IsOperator, IsViewer
 from ..selectors import rollouts_with_counts
 from ..tasks import rollout_kick
+from .filters import EventFilter
 from .serializers import (
     EventSerializer,
     OperationSerializer,
@@ -145,10 +146,4 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = AuditEvent.objects.order_by("-created_at", "-id")
     serializer_class = EventSerializer
     permission_classes = [IsViewer]
-    filterset_fields = {
-        "object_type": ["exact"],
-        "object_id": ["exact"],
-        "actor": ["exact", "icontains"],
-        "verb": ["exact"],
-        "created_at": ["gte", "lte"],
-    }
+    filterset_class = EventFilter

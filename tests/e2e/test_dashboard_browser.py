@@ -153,6 +153,7 @@ def test_every_page_labels_its_controls_and_describes_its_charts(page, live_serv
         "what-if": "/what-if/?cluster=east&kubelet_version=v1.7.0",
         "audits": "/audits/",
         "audit": f"/audits/{audit.pk}/",
+        "audit-log": "/events/",
     }
     for name, path in pages.items():
         response = page.goto(f"{live_server.url}{path}")

@@ -125,6 +125,8 @@ def _queries(client, url):
         "/audits/",
         "/rollouts/",
         "/rollouts/new/",
+        "/events/",
+        "/events/?object_type=node&actor__icontains=test",
     ],
 )
 def test_pages_use_a_constant_number_of_queries(make_cluster, make_node, url):

@@ -278,3 +278,19 @@ def test_rollout_list_filters_by_status_and_cluster(rollout):
     bad = client.get("/rollouts/?status=sideways&cluster=ea%00st")
     body = bad.content.decode()
     assert bad.status_code == 200 and "one of draft" in body and "no such cluster" in body
+
+
+def test_audit_log_page_filters_and_links_objects(rollout):
+    from rollout.events import event_record
+
+    event_record(actor="command:odd", verb="touch", object_type="rollout", object_id="not-a-number")
+    client = signed_in("vera")
+    services.rollout_start(actor="user:olga", rollout=rollout)
+    body = client.get("/events/?object_type=rollout&actor__icontains=olga").content.decode()
+    assert "1 event." in body and f'href="/rollouts/{rollout.pk}/"' in body and "user:olga" in body
+    everything = client.get("/events/").content.decode()
+    assert "not-a-number" in everything and "command:odd" in everything
+    bad = client.get("/events/?object_type=spaceship&created_at__gte=yesterday").content.decode()
+    assert "0 events." in bad and "object_type" in bad and "created_at__gte" in bad
+    api = client.get("/api/v1/events/?object_type=rollout&actor__icontains=olga")
+    assert api.status_code == 200 and api.json()["count"] == 1  # the same filter as the API's
