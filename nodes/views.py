@@ -234,6 +234,7 @@ class AuditDetailPage(ViewerPage):
             shown=self.shown,
             error_counts=errors,
             live=audit.status in AUDIT_ACTIVE_STATES,
+            retention_days=settings.PIDNS_OBSERVATION_RETENTION_DAYS,
             percent=100 * audit.done // audit.total if audit.total else (0 if audit.status == "queued" else 100),
         )
         return context

@@ -236,6 +236,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "audit-fleet": {"task": "nodes.tasks.audit_scheduled", "schedule": float(envint("PIDNS_AUDIT_INTERVAL", 900))},
     "reconcile": {"task": "nodes.tasks.reconcile", "schedule": float(envint("PIDNS_RECONCILE_INTERVAL", 30))},
+    "prune": {"task": "rollout.tasks.prune", "schedule": 3600.0},
     "rollouts-reconcile": {
         "task": "rollout.tasks.rollouts_reconcile",
         "schedule": float(envint("PIDNS_ROLLOUT_RECONCILE_INTERVAL", 10)),
@@ -254,6 +255,9 @@ PIDNS_OPERATION_MAX_ATTEMPTS = envint("PIDNS_OPERATION_MAX_ATTEMPTS", 3)
 PIDNS_OPERATION_LEASE_SECONDS = envint("PIDNS_OPERATION_LEASE_SECONDS", 300)
 PIDNS_DISPATCH_STALE_SECONDS = envint("PIDNS_DISPATCH_STALE_SECONDS", 60)
 PIDNS_DEFAULT_SECONDS_PER_NODE = float(env("PIDNS_DEFAULT_SECONDS_PER_NODE", "30"))
+# Retention in days (0 keeps everything): per-node audit history, and the audit log.
+PIDNS_OBSERVATION_RETENTION_DAYS = envint("PIDNS_OBSERVATION_RETENTION_DAYS", 14)
+PIDNS_EVENT_RETENTION_DAYS = envint("PIDNS_EVENT_RETENTION_DAYS", 0)
 # How often an open overview page refreshes (each refresh runs its aggregation queries).
 PIDNS_OVERVIEW_REFRESH_SECONDS = envint("PIDNS_OVERVIEW_REFRESH_SECONDS", 5)
 
