@@ -32,7 +32,7 @@ def lab(run_fleet):
                 count=6,
                 kubelet_flags={"enable-cri": "false"},
                 labels={"pool": "gpu"},
-                faults={"restart_ms": 400},
+                faults={"restart_ms": 700},
             ),
             node_group("old-docker", docker="1.11.2", labels={"pool": "gpu"}),
             cluster="lab",
