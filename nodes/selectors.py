@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
 
 from .models import Cluster, Node
@@ -113,3 +115,31 @@ def version_matrix(*, nodes: QuerySet[Node] | None = None) -> dict[str, Any]:
         table.append({"kubelet": kubelet, "cells": row_cells})
     columns = [{"key": r, "label": f"Docker {r}" if _version_key(r)[0] == 0 else r} for r in runtimes]
     return {"kubelets": kubelets, "runtimes": runtimes, "columns": columns, "rows": table}
+
+
+OVERVIEW_CACHE_KEY = "pidns:fleet-overview:v1"
+
+
+def fleet_overview() -> dict[str, Any]:
+    """The overview's fleet-wide aggregation: summary, version matrix and drift. Computed by SQL
+    (four queries), and shared by every open overview for ``PIDNS_OVERVIEW_CACHE_SECONDS``, so a
+    room of operators watching a 100,000-node fleet costs the database one aggregation per period
+    rather than one per page per refresh."""
+    ttl = settings.PIDNS_OVERVIEW_CACHE_SECONDS
+    if ttl > 0:
+        cached = cache.get(OVERVIEW_CACHE_KEY)
+        if cached is not None:
+            return cached
+    drifting = node_list().filter(drift=True).order_by("cluster__name", "name")
+    data = {
+        "summary": fleet_summary(),
+        "matrix": version_matrix(),
+        "drift_count": drifting.count(),
+        "drifting": [
+            {"id": n.pk, "cluster": n.cluster.name, "name": n.name, "fields": [d.get("field") for d in n.drift_details]}
+            for n in drifting[:20]
+        ],
+    }
+    if ttl > 0:
+        cache.set(OVERVIEW_CACHE_KEY, data, ttl)
+    return data

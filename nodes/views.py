@@ -71,31 +71,23 @@ class OverviewPage(ViewerPage):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        summary = selectors.fleet_summary()
-        for cluster in summary["clusters"]:
-            cluster["bar"] = stacked_bar(cluster["name"], cluster["by_pid_namespace"])
-        drifting = list(selectors.node_list().filter(drift=True).order_by("cluster__name", "name")[:20])
-        drift_count = selectors.node_list().filter(drift=True).count()
+        fleet = selectors.fleet_overview()
+        summary = fleet["summary"]
+        bars = {c["name"]: stacked_bar(c["name"], c["by_pid_namespace"]) for c in summary["clusters"]}
         rollouts = list(
             rollouts_with_counts(Rollout.objects.select_related("cluster"))
             .filter(status__in=ROLLOUT_ACTIVE_STATES)
             .order_by("-created_at")[:10]
         )
         audits = list(Audit.objects.select_related("cluster").order_by("-created_at")[:5])
-        matrix = selectors.version_matrix()
         shown = (
-            summary,
-            matrix["rows"],
-            drift_count,
-            [(n.pk, n.drift_details) for n in drifting],
+            fleet,
             [(r.pk, r.status, r.reason, r.ops_total, r.ops_done, r.ops_failed) for r in rollouts],
             [(a.pk, a.status, a.total, a.done, a.failed, a.drifted) for a in audits],
         )
         context.update(
-            summary=summary,
-            matrix=matrix,
-            drifting=drifting,
-            drift_count=drift_count,
+            **fleet,
+            bars=bars,
             rollouts=rollouts,
             audits=audits,
             poll_seconds=settings.PIDNS_OVERVIEW_REFRESH_SECONDS,

@@ -258,6 +258,17 @@ PIDNS_DEFAULT_SECONDS_PER_NODE = float(env("PIDNS_DEFAULT_SECONDS_PER_NODE", "30
 # Retention in days (0 keeps everything): per-node audit history, and the audit log.
 PIDNS_OBSERVATION_RETENTION_DAYS = envint("PIDNS_OBSERVATION_RETENTION_DAYS", 14)
 PIDNS_EVENT_RETENTION_DAYS = envint("PIDNS_EVENT_RETENTION_DAYS", 0)
+# Shared cache: Redis when CACHE_URL is set (use it with several web processes), else per process.
+CACHE_URL = env("CACHE_URL", "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+# The overview's fleet aggregation is shared by every open page for this long (0: not cached).
+PIDNS_OVERVIEW_CACHE_SECONDS = envint("PIDNS_OVERVIEW_CACHE_SECONDS", 3)
 # How often an open overview page refreshes (each refresh runs its aggregation queries).
 PIDNS_OVERVIEW_REFRESH_SECONDS = envint("PIDNS_OVERVIEW_REFRESH_SECONDS", 5)
 

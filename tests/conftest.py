@@ -151,3 +151,9 @@ def subprocess_database_url() -> str:
         return f"sqlite:///{db['NAME']}"
     auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
     return f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@pytest.fixture(autouse=True)
+def _overview_not_cached(settings):
+    """Tests see the overview as of their own writes; the shared cache has its own test."""
+    settings.PIDNS_OVERVIEW_CACHE_SECONDS = 0

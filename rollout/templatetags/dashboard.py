@@ -11,3 +11,9 @@ def flags(value) -> str:
     if not value:
         return "—"
     return " ".join(f"--{key}={val}" for key, val in sorted(dict(value).items()))
+
+
+@register.filter
+def get_item(mapping, key):
+    """``mapping[key]`` in a template (None when absent)."""
+    return mapping.get(key) if hasattr(mapping, "get") else None

@@ -187,3 +187,22 @@ def test_what_if_leaves_nodes_without_facts_undecided(fleet, make_node):
     body = signed_in("viewer").get("/what-if/?cluster=east&kubelet_version=v1.7.0").content.decode()
     assert "Of 4 nodes" in body and "1 cannot be decided" in body
     assert "<strong>1</strong> would change mode (1 isolated → shared)" in body
+
+
+def test_the_fleet_aggregation_is_shared_between_pages_for_a_few_seconds(fleet, settings):
+    from django.core.cache import cache
+
+    settings.PIDNS_OVERVIEW_CACHE_SECONDS = 60
+    cache.delete(selectors.OVERVIEW_CACHE_KEY)
+    client = signed_in("viewer")
+    with CaptureQueriesContext(connection) as first:
+        assert "5 nodes by decided PID namespace" in client.get("/").content.decode()
+    east, _ = fleet
+    Node.objects.filter(cluster=east, name="e1").update(drift=True)
+    with CaptureQueriesContext(connection) as second:
+        body = client.get("/").content.decode()
+    # The second page reused the aggregation: fewer queries, and the drift is not seen yet.
+    assert len(second.captured_queries) == len(first.captured_queries) - 5
+    assert "No node is in drift." in body
+    cache.delete(selectors.OVERVIEW_CACHE_KEY)  # as when the period ends
+    assert "e1</a>" in client.get("/").content.decode()
