@@ -267,6 +267,9 @@ CACHES = {
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }
+# Sign-in: failures allowed per user name and address before a lockout (0: no limit), and its length.
+PIDNS_LOGIN_MAX_FAILURES = envint("PIDNS_LOGIN_MAX_FAILURES", 5)
+PIDNS_LOGIN_LOCKOUT_SECONDS = envint("PIDNS_LOGIN_LOCKOUT_SECONDS", 900)
 # The overview's fleet aggregation is shared by every open page for this long (0: not cached).
 PIDNS_OVERVIEW_CACHE_SECONDS = envint("PIDNS_OVERVIEW_CACHE_SECONDS", 3)
 # How often an open overview page refreshes (each refresh runs its aggregation queries).

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from nodes import views as node_views
 
 from . import views
+from .auth import ThrottledAuthenticationForm
 
 api_v1 = [
     path("", include("gates.api.urls")),
@@ -26,7 +27,7 @@ urlpatterns = [
     path("rollouts/preview/", views.rollout_preview, name="rollout-preview-page"),
     path("rollouts/<int:pk>/", views.RolloutDetailPage.as_view(), name="rollout-page"),
     path("rollouts/<int:pk>/<str:action>/", views.rollout_act, name="rollout-act"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),

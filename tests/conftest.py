@@ -155,5 +155,9 @@ def subprocess_database_url() -> str:
 
 @pytest.fixture(autouse=True)
 def _overview_not_cached(settings):
-    """Tests see the overview as of their own writes; the shared cache has its own test."""
+    """Tests see the overview as of their own writes (the shared cache has its own test), and
+    start with no sign-in failures counted."""
+    from django.core.cache import cache
+
     settings.PIDNS_OVERVIEW_CACHE_SECONDS = 0
+    cache.clear()

@@ -157,3 +157,23 @@ def test_node_page_says_what_would_change_it_and_links_a_rollout(fleet):
     form = operator.get("/rollouts/new/?cluster=east&intent=shared&nodes=e2").content.decode()
     assert '<option value="east" selected>' in form and ">e2</textarea>" in form
     assert "plan a rollout" not in signed_in("vera").get(f"/nodes/{e2.pk}/").content.decode()
+
+
+def test_repeated_failed_sign_ins_lock_that_user_name_out_for_a_while(settings):
+    from django.core.cache import cache
+
+    settings.PIDNS_LOGIN_MAX_FAILURES = 3
+    settings.PIDNS_LOGIN_LOCKOUT_SECONDS = 600
+    user("bob", "viewer")
+    user("carol", "viewer")
+    client = Client()
+    for _ in range(3):
+        wrong = client.post("/login/", {"username": "bob", "password": "guess"})
+        assert "do not match" in wrong.content.decode()
+    right = client.post("/login/", {"username": "BOB", "password": "correct horse battery staple"})
+    assert right.status_code == 200 and "try again in 10 minutes" in right.content.decode()
+    assert client.get("/").status_code == 302  # not signed in
+    other = Client().post("/login/", {"username": "carol", "password": "correct horse battery staple"})
+    assert other.status_code == 302  # another user name is not affected
+    cache.clear()  # as when the lockout ends
+    assert client.post("/login/", {"username": "bob", "password": "correct horse battery staple"}).status_code == 302
