@@ -22,6 +22,7 @@ from .models import (
     ROLLOUT_INTENTS,
     AuditEvent,
     NodeOperation,
+    OperationState,
     Rollout,
     RolloutStatus,
 )
@@ -138,7 +139,13 @@ class RolloutDetailPage(ViewerPage):
             return HttpResponse(status=204)
         if request.htmx:
             self.template_name = "rollout/_rollout_live.html"
-        context = self.get_context_data(rollout=rollout, fingerprint=fingerprint, **kwargs)
+        state = request.GET.get("state", "")
+        context = self.get_context_data(
+            rollout=rollout,
+            fingerprint=fingerprint,
+            state=state if state in OperationState.values else "",
+            **kwargs,
+        )
         return self.render_to_response(context)
 
     def get_context_data(self, **kwargs):
@@ -156,6 +163,16 @@ class RolloutDetailPage(ViewerPage):
             per_node = services.seconds_per_node(rollout.cluster)
             soaks = max(0, len(waves) - rollout.current_wave - 1)
             eta = math.ceil(remaining / max(1, rollout.max_unavailable)) * per_node + rollout.soak_seconds * soaks
+        # Operations by state (both phases; the ones skipped at creation count as skipped), to filter the table.
+        state_counts: dict[str, int] = {}
+        for phase in ("forward", "rollback"):
+            for name, n in counts[phase].items():
+                state_counts[name] = state_counts.get(name, 0) + n
+        if counts["skipped_at_creation"]:
+            state_counts["skipped"] = state_counts.get("skipped", 0) + counts["skipped_at_creation"]
+        operations = NodeOperation.objects.filter(rollout=rollout).select_related("node")
+        if kwargs["state"]:
+            operations = operations.filter(state=kwargs["state"])
         context.update(
             eta_seconds=eta,
             counts=counts,
@@ -164,11 +181,10 @@ class RolloutDetailPage(ViewerPage):
             live=rollout.status not in ROLLOUT_FINAL_STATES,
             poll_seconds=1 if rollout.status in ROLLOUT_ACTIVE_STATES else 5,
             waves=waves,
-            operations=list(
-                NodeOperation.objects.filter(rollout=rollout)
-                .select_related("node")
-                .order_by("phase", "wave", "node__name")[:OPERATIONS_SHOWN]
-            ),
+            operations=list(operations.order_by("phase", "wave", "node__name")[:OPERATIONS_SHOWN]),
+            state=kwargs["state"],
+            state_counts=dict(sorted(state_counts.items())),
+            operations_total=sum(state_counts.values()),
             operations_shown=OPERATIONS_SHOWN,
             events=list(
                 AuditEvent.objects.filter(object_type="rollout", object_id=str(rollout.pk)).order_by(

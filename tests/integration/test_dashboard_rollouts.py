@@ -294,3 +294,17 @@ def test_audit_log_page_filters_and_links_objects(rollout):
     assert "0 events." in bad and "object_type" in bad and "created_at__gte" in bad
     api = client.get("/api/v1/events/?object_type=rollout&actor__icontains=olga")
     assert api.status_code == 200 and api.json()["count"] == 1  # the same filter as the API's
+
+
+def test_rollout_operations_filter_by_state_and_the_live_part_keeps_the_filter(rollout):
+    from rollout.models import NodeOperation
+
+    services.rollout_start(actor="user:test", rollout=rollout)
+    NodeOperation.objects.filter(rollout=rollout, node__name="b").update(state="failed", error_code="unreachable")
+    client = signed_in("viewer")
+    page = client.get(f"/rollouts/{rollout.pk}/?state=failed").content.decode()
+    assert "all (3)" in page and 'href="?state=failed" aria-current="true">failed (1)' in page
+    assert ">b</a>" in page and ">a</a>" not in page and ">c</a>" not in page
+    assert "&amp;state=failed" in page.split('hx-get="')[1].split('"')[0]
+    everything = client.get(f"/rollouts/{rollout.pk}/?state=exploded").content.decode()
+    assert ">a</a>" in everything and ">b</a>" in everything  # an unknown state shows all
