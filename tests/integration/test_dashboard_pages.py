@@ -4,6 +4,9 @@ the live (htmx) parts of the overview and audit pages."""
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from nodes import selectors
 from nodes.decisions import runtime_line
@@ -206,3 +209,33 @@ def test_the_fleet_aggregation_is_shared_between_pages_for_a_few_seconds(fleet, 
     assert "No node is in drift." in body
     cache.delete(selectors.OVERVIEW_CACHE_KEY)  # as when the period ends
     assert "e1</a>" in client.get("/").content.decode()
+
+
+PAGES = ["/", "/nodes/", "/rollouts/", "/rollouts/new/", "/what-if/", "/audits/", "/events/"]
+PARAMS = [
+    "cluster", "name", "ordering", "page", "pid_namespace", "kubelet_minor", "runtime_line", "drift", "label",
+    "status", "state", "kubelet_version", "docker_version", "plan", "object_type", "actor__icontains",
+    "created_at__gte", "since", "nodes", "intent",
+]  # fmt: skip
+
+
+@hypothesis_settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    path=st.sampled_from(PAGES),
+    query=st.dictionaries(
+        st.sampled_from(PARAMS),
+        st.one_of(
+            st.text(max_size=30), st.sampled_from(["\x00", "ea\x00st", "-1", "9" * 30, "v1.7.0", "true", "east"])
+        ),
+        max_size=5,
+    ),
+    htmx=st.booleans(),
+)
+def test_no_query_string_produces_a_server_error(fleet_viewer, path, query, htmx):
+    response = fleet_viewer.get(path, query, headers={"HX-Request": "true"} if htmx else {})
+    assert response.status_code in (200, 204), (path, query, response.status_code)
+
+
+@pytest.fixture
+def fleet_viewer(fleet):
+    return signed_in("fuzzy")
