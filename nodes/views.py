@@ -4,6 +4,8 @@ write the operator role (checked here, on the server)."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
@@ -14,6 +16,7 @@ from django.db.models import Count
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.generic import TemplateView
+from django_htmx.http import HttpResponseClientRedirect
 
 from gates.plans import PLANS
 from gates.policy import ISOLATED, SHARED
@@ -39,10 +42,19 @@ SORTABLE = {
 }
 
 
+def sign_in_again(request) -> HttpResponseClientRedirect:
+    """For an htmx request whose session is gone: send the whole page to the sign-in page (a plain
+    redirect would put the sign-in form inside the refreshed part)."""
+    back = request.htmx.current_url_abs_path or "/"
+    return HttpResponseClientRedirect(f"{settings.LOGIN_URL}?{urlencode({'next': back})}")
+
+
 class ViewerPage(LoginRequiredMixin, TemplateView):
     """A page for signed-in users with at least the viewer role."""
 
     def dispatch(self, request, *args, **kwargs):
+        if request.htmx and not request.user.is_authenticated:
+            return sign_in_again(request)
         if request.user.is_authenticated and not has_role(request.user, VIEWER):
             raise PermissionDenied("You need the viewer role.")
         return super().dispatch(request, *args, **kwargs)

@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from nodes.models import Cluster
-from nodes.views import ViewerPage
+from nodes.views import ViewerPage, sign_in_again
 
 from . import selectors, services
 from .api.filters import OBJECT_TYPES, EventFilter
@@ -253,7 +253,7 @@ def rollout_preview(request):
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     if not request.user.is_authenticated:
-        return HttpResponse(status=401)
+        return sign_in_again(request) if request.htmx else HttpResponse(status=401)
     if not has_role(request.user, VIEWER):
         raise PermissionDenied("You need the viewer role.")
     if not request.POST.get("cluster"):

@@ -171,3 +171,14 @@ def test_every_page_labels_its_controls_and_describes_its_charts(page, live_serv
     assert page.evaluate("typeof htmx") == "object"
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+
+
+def test_a_page_whose_session_ends_goes_to_sign_in_on_its_next_refresh(page, live_server, fleet, settings):
+    settings.PIDNS_OVERVIEW_REFRESH_SECONDS = 1
+    account("vera", "viewer")
+    sign_in(page, live_server, "vera")
+    page.get_by_role("heading", name="Fleet overview").wait_for()
+    page.context.clear_cookies()  # the session ends (signed out elsewhere, or expired)
+    page.wait_for_url("**/login/?next=%2F", timeout=10_000)
+    assert page.get_by_role("heading", name="Sign in").is_visible()
+    assert page.locator("#overview-live").count() == 0  # not a sign-in form inside the old page

@@ -239,3 +239,17 @@ def test_no_query_string_produces_a_server_error(fleet_viewer, path, query, htmx
 @pytest.fixture
 def fleet_viewer(fleet):
     return signed_in("fuzzy")
+
+
+def test_a_live_refresh_after_the_session_ends_sends_the_page_to_sign_in(fleet):
+    from django.test import Client
+
+    anonymous = Client()
+    headers = {"HX-Request": "true", "HX-Current-URL": "http://testserver/rollouts/7/?state=failed"}
+    for url in ("/", "/audits/1/", "/rollouts/7/"):
+        response = anonymous.get(url, headers=headers)
+        assert response.status_code == 200 and response.content == b""
+        assert response["HX-Redirect"] == "/login/?next=%2Frollouts%2F7%2F%3Fstate%3Dfailed"
+    preview = anonymous.post("/rollouts/preview/", {"cluster": "east"}, headers=headers)
+    assert preview["HX-Redirect"].startswith("/login/?next=")
+    assert anonymous.get("/").status_code == 302  # a plain request still gets a plain redirect
