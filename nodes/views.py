@@ -16,7 +16,7 @@ from django.db.models import Count
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.generic import TemplateView
-from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh
 
 from gates.plans import PLANS
 from gates.policy import ISOLATED, SHARED
@@ -55,6 +55,8 @@ class ViewerPage(LoginRequiredMixin, TemplateView):
     def dispatch(self, request, *args, **kwargs):
         if request.htmx and not request.user.is_authenticated:
             return sign_in_again(request)
+        if request.htmx and not has_role(request.user, VIEWER):
+            return HttpResponseClientRefresh()  # the role was taken away: reload, and see why
         if request.user.is_authenticated and not has_role(request.user, VIEWER):
             raise PermissionDenied("You need the viewer role.")
         return super().dispatch(request, *args, **kwargs)

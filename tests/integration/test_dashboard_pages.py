@@ -253,3 +253,7 @@ def test_a_live_refresh_after_the_session_ends_sends_the_page_to_sign_in(fleet):
     preview = anonymous.post("/rollouts/preview/", {"cluster": "east"}, headers=headers)
     assert preview["HX-Redirect"].startswith("/login/?next=")
     assert anonymous.get("/").status_code == 302  # a plain request still gets a plain redirect
+    roleless = signed_in("nobody", role=None)
+    refreshed = roleless.get("/", headers=headers)
+    assert refreshed["HX-Refresh"] == "true"  # the page reloads and shows the 403
+    assert roleless.get("/").status_code == 403
