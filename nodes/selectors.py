@@ -117,23 +117,25 @@ def version_matrix(*, nodes: QuerySet[Node] | None = None) -> dict[str, Any]:
     return {"kubelets": kubelets, "runtimes": runtimes, "columns": columns, "rows": table}
 
 
-OVERVIEW_CACHE_KEY = "pidns:fleet-overview:v1"
+OVERVIEW_CACHE_KEY = "pidns:fleet-overview:v2:{cluster}"
 
 
-def fleet_overview() -> dict[str, Any]:
-    """The overview's fleet-wide aggregation: summary, version matrix and drift. Computed by SQL
-    (four queries), and shared by every open overview for ``PIDNS_OVERVIEW_CACHE_SECONDS``, so a
-    room of operators watching a 100,000-node fleet costs the database one aggregation per period
-    rather than one per page per refresh."""
+def fleet_overview(*, cluster: Cluster | None = None) -> dict[str, Any]:
+    """The overview's aggregation over the fleet, or one cluster: summary, version matrix and
+    drift. Computed by SQL (five queries), and shared by every open overview of the same scope for
+    ``PIDNS_OVERVIEW_CACHE_SECONDS``, so a room of operators watching a 100,000-node fleet costs
+    the database one aggregation per period rather than one per page per refresh."""
     ttl = settings.PIDNS_OVERVIEW_CACHE_SECONDS
+    key = OVERVIEW_CACHE_KEY.format(cluster=cluster.pk if cluster else "all")
     if ttl > 0:
-        cached = cache.get(OVERVIEW_CACHE_KEY)
+        cached = cache.get(key)
         if cached is not None:
             return cached
-    drifting = node_list().filter(drift=True).order_by("cluster__name", "name")
+    nodes = Node.objects.filter(cluster=cluster) if cluster else Node.objects.all()
+    drifting = node_list(cluster=cluster).filter(drift=True).order_by("cluster__name", "name")
     data = {
-        "summary": fleet_summary(),
-        "matrix": version_matrix(),
+        "summary": fleet_summary(nodes=nodes),
+        "matrix": version_matrix(nodes=nodes),
         "drift_count": drifting.count(),
         "drifting": [
             {"id": n.pk, "cluster": n.cluster.name, "name": n.name, "fields": [d.get("field") for d in n.drift_details]}
@@ -141,5 +143,5 @@ def fleet_overview() -> dict[str, Any]:
         ],
     }
     if ttl > 0:
-        cache.set(OVERVIEW_CACHE_KEY, data, ttl)
+        cache.set(key, data, ttl)
     return data

@@ -12,7 +12,7 @@ from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.generic import TemplateView
@@ -85,15 +85,21 @@ class OverviewPage(ViewerPage):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        fleet = selectors.fleet_overview()
+        clusters = list(Cluster.objects.order_by("name").values_list("name", flat=True))
+        name = self.request.GET.get("cluster", "")
+        scope = Cluster.objects.filter(name=name).first() if name in clusters else None
+        fleet = selectors.fleet_overview(cluster=scope)
         summary = fleet["summary"]
         bars = {c["name"]: stacked_bar(c["name"], c["by_pid_namespace"]) for c in summary["clusters"]}
-        rollouts = list(
-            rollouts_with_counts(Rollout.objects.select_related("cluster"))
-            .filter(status__in=ROLLOUT_ACTIVE_STATES)
-            .order_by("-created_at")[:10]
+        rollouts = rollouts_with_counts(Rollout.objects.select_related("cluster")).filter(
+            status__in=ROLLOUT_ACTIVE_STATES
         )
-        audits = list(Audit.objects.select_related("cluster").order_by("-created_at")[:5])
+        audits = Audit.objects.select_related("cluster")
+        if scope is not None:
+            rollouts = rollouts.filter(cluster=scope)
+            audits = audits.filter(Q(cluster=scope) | Q(cluster__isnull=True))
+        rollouts = list(rollouts.order_by("-created_at")[:10])
+        audits = list(audits.order_by("-created_at")[:5])
         shown = (
             fleet,
             [(r.pk, r.status, r.reason, r.ops_total, r.ops_done, r.ops_failed) for r in rollouts],
@@ -101,6 +107,9 @@ class OverviewPage(ViewerPage):
         )
         context.update(
             **fleet,
+            clusters=clusters,
+            scope=scope.name if scope else "",
+            scope_error=f"no cluster named {name[:100]!r}; showing the whole fleet" if name and not scope else "",
             bars=bars,
             rollouts=rollouts,
             audits=audits,

@@ -196,7 +196,7 @@ def test_the_fleet_aggregation_is_shared_between_pages_for_a_few_seconds(fleet, 
     from django.core.cache import cache
 
     settings.PIDNS_OVERVIEW_CACHE_SECONDS = 60
-    cache.delete(selectors.OVERVIEW_CACHE_KEY)
+    cache.clear()
     client = signed_in("viewer")
     with CaptureQueriesContext(connection) as first:
         assert "5 nodes by decided PID namespace" in client.get("/").content.decode()
@@ -207,7 +207,7 @@ def test_the_fleet_aggregation_is_shared_between_pages_for_a_few_seconds(fleet, 
     # The second page reused the aggregation: fewer queries, and the drift is not seen yet.
     assert len(second.captured_queries) == len(first.captured_queries) - 5
     assert "No node is in drift." in body
-    cache.delete(selectors.OVERVIEW_CACHE_KEY)  # as when the period ends
+    cache.clear()  # as when the period ends
     assert "e1</a>" in client.get("/").content.decode()
 
 
@@ -257,3 +257,17 @@ def test_a_live_refresh_after_the_session_ends_sends_the_page_to_sign_in(fleet):
     refreshed = roleless.get("/", headers=headers)
     assert refreshed["HX-Refresh"] == "true"  # the page reloads and shows the 403
     assert roleless.get("/").status_code == 403
+
+
+def test_overview_scoped_to_one_cluster(fleet, settings):
+    settings.PIDNS_OVERVIEW_CACHE_SECONDS = 60  # scopes are cached apart
+    client = signed_in("viewer")
+    assert "5 nodes by decided PID namespace" in client.get("/").content.decode()
+    body = client.get("/?cluster=west").content.decode()
+    assert "Fleet overview: west" in body and "2 nodes by decided PID namespace" in body
+    assert "Docker 1.12" not in body and "Docker 17.03" in body  # only west's nodes in the matrix
+    assert 'href="/nodes/?kubelet_minor=1.8&amp;runtime_line=17.03&amp;cluster=west"' in body
+    assert "&amp;cluster=west" in body.split('id="overview-live" hx-get="')[1].split('"')[0]
+    unknown = client.get("/?cluster=nowhere").content.decode()
+    assert "no cluster named &#x27;nowhere&#x27;; showing the whole fleet" in unknown
+    assert "5 nodes by decided PID namespace" in unknown
