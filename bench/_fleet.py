@@ -48,6 +48,18 @@ def fleet_rows(n: int, clusters: list[str], seed: int = 7) -> list[dict]:
     return rows
 
 
+def scratch_environment() -> str:
+    """A scratch directory for one benchmark run, and its database: BENCH_DATABASE_URL, else a
+    SQLite file in the directory. Sets the environment Django reads; call before django.setup()."""
+    import tempfile
+
+    scratch = tempfile.mkdtemp(prefix="pidns-bench-")
+    os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{scratch}/bench.sqlite3"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rollout.settings")
+    os.environ.setdefault("PIDNS_VAR_DIR", scratch)
+    return scratch
+
+
 def ensure_postgres_database(url: str) -> None:
     if not url.startswith("postgres"):
         return

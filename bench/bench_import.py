@@ -9,16 +9,14 @@ import io
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-scratch = tempfile.mkdtemp(prefix="pidns-bench-")
-os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{scratch}/bench.sqlite3"
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rollout.settings")
-os.environ.setdefault("PIDNS_VAR_DIR", scratch)
+from bench._fleet import scratch_environment  # noqa: E402
+
+scratch = scratch_environment()
 
 
 def main(n: int) -> None:

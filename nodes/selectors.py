@@ -29,6 +29,14 @@ def node_list(*, cluster: Cluster | None = None) -> QuerySet[Node]:
     return qs
 
 
+def cluster_named(name: str) -> Cluster | None:
+    """The cluster called ``name``, or None. Text no name can be (a NUL character, too long) is
+    not asked of the database (PostgreSQL refuses NUL in text)."""
+    if not name or "\x00" in name or len(name) > Cluster._meta.get_field("name").max_length:
+        return None
+    return Cluster.objects.filter(name=name).first()
+
+
 def fleet_summary(*, nodes: QuerySet[Node] | None = None) -> dict[str, Any]:
     """Counts of nodes by decided mode, mechanism, observed mode, rollback method and blocker,
     for the whole fleet and per cluster.

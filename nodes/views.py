@@ -61,10 +61,21 @@ class ViewerPage(LoginRequiredMixin, TemplateView):
             raise PermissionDenied("You need the viewer role.")
         return super().dispatch(request, *args, **kwargs)
 
+    page_size = 50
+
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context["role"] = user_role(self.request.user)
         return context
+
+    def paged(self, rows) -> dict:
+        """One page of ``rows`` (``?page=``), and the query string without the page for links."""
+        query = self.request.GET.copy()
+        query.pop("page", None)
+        return {
+            "page": Paginator(rows, self.page_size).get_page(self.request.GET.get("page")),
+            "query": query.urlencode(),
+        }
 
 
 class OverviewPage(ViewerPage):
@@ -85,9 +96,9 @@ class OverviewPage(ViewerPage):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        clusters = list(Cluster.objects.order_by("name").values_list("name", flat=True))
+        clusters = list(Cluster.objects.order_by("name"))
         name = self.request.GET.get("cluster", "")
-        scope = Cluster.objects.filter(name=name).first() if name in clusters else None
+        scope = next((c for c in clusters if c.name == name), None)
         fleet = selectors.fleet_overview(cluster=scope)
         summary = fleet["summary"]
         bars = {c["name"]: stacked_bar(c["name"], c["by_pid_namespace"]) for c in summary["clusters"]}
@@ -107,7 +118,7 @@ class OverviewPage(ViewerPage):
         )
         context.update(
             **fleet,
-            clusters=clusters,
+            clusters=[c.name for c in clusters],
             scope=scope.name if scope else "",
             scope_error=f"no cluster named {name[:100]!r}; showing the whole fleet" if name and not scope else "",
             bars=bars,
@@ -121,7 +132,6 @@ class OverviewPage(ViewerPage):
 
 class NodeListPage(ViewerPage):
     template_name = "nodes/nodes.html"
-    page_size = 50
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -133,10 +143,7 @@ class NodeListPage(ViewerPage):
             ordering, key = "name", "name"
         column = f"-{key}" if ordering.startswith("-") else key
         nodes = nodes.order_by("cluster__name", column, "name")
-        page = Paginator(nodes, self.page_size).get_page(self.request.GET.get("page"))
-        query = self.request.GET.copy()
-        query.pop("page", None)
-        context.update(filterset=filterset, page=page, query=query.urlencode(), ordering=ordering)
+        context.update(filterset=filterset, ordering=ordering, **self.paged(nodes))
         return context
 
 
@@ -211,8 +218,7 @@ class AuditListPage(ViewerPage):
         if not has_role(request.user, OPERATOR):
             raise PermissionDenied("You need the operator role.")
         name = request.POST.get("cluster", "")
-        valid = "\x00" not in name and len(name) <= 253  # text PostgreSQL cannot compare is no name
-        cluster = Cluster.objects.filter(name=name).first() if name and valid else None
+        cluster = selectors.cluster_named(name)
         if name and cluster is None:
             messages.error(request, f"cluster: no cluster named {name[:100]!r}.")
             return redirect("audit-list-page")

@@ -17,10 +17,10 @@ from gates.versions import VersionError, parse_docker_version, parse_kube_versio
 
 from .decisions import facts_of, node_decision
 from .models import Cluster, Node
+from .validation import FACT_FIELDS
 
 # Nodes listed per category (counts are always over every node).
 LISTED = 200
-FACT_FIELDS = ("kubelet_version", "container_runtime", "runtime_version", "kubelet_flags", "pause_image")
 
 
 class WhatIfError(ValueError):

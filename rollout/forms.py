@@ -8,6 +8,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from django.http import QueryDict
+
 from .api.serializers import RolloutInputSerializer
 
 TEXT_FIELDS = (
@@ -62,17 +64,17 @@ def _labels(text: str) -> dict[str, str]:
     return labels
 
 
-def form_values(post: Mapping[str, Any]) -> dict[str, Any]:
+def form_values(post: QueryDict) -> dict[str, Any]:
     """The form's values as entered, for re-displaying it (checkboxes as booleans)."""
     values = {key: str(post.get(key, "")) for key in (*TEXT_FIELDS, "labels", "nodes", "window_start", "window_end")}
     values["window_tz"] = str(post.get("window_tz", "")) or "UTC"
-    values["window_days"] = list(post.getlist("window_days")) if hasattr(post, "getlist") else []
+    values["window_days"] = post.getlist("window_days")
     for key in CHECKBOXES:
         values[key] = post.get(key) in ("on", "true", "1")
     return values
 
 
-def api_input(post: Mapping[str, Any]) -> dict[str, Any]:
+def api_input(post: QueryDict) -> dict[str, Any]:
     """The API's input for a submitted form. Raises FormError for text the API cannot receive."""
     values = form_values(post)
     data: dict[str, Any] = {key: values[key] for key in TEXT_FIELDS if values[key] != ""}
@@ -118,7 +120,7 @@ def form_errors(errors: Any) -> dict[str, list[str]]:
     return result
 
 
-def validate(post: Mapping[str, Any]) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
+def validate(post: QueryDict) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
     """(validated API input, {}) or (None, errors by form field)."""
     try:
         data = api_input(post)

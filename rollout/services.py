@@ -282,6 +282,22 @@ def _transition(rollout: Rollout, *, actor: str, verb: str, allowed: tuple, to: 
 
 
 @transaction.atomic
+def rollout_submit(*, actor: str, data: dict[str, Any], start: bool = False) -> Rollout:
+    """Create a rollout from validated input (``RolloutInputSerializer``) and, when asked, start
+    it, both or neither. The caller sends the advancer (``tasks.rollout_kick``) for a started one."""
+    rollout = rollout_create(
+        actor=actor,
+        name=data["name"],
+        cluster=data["cluster"],
+        intent=data["intent"],
+        strategy=data["strategy"],
+        selector=data["selector"],
+        busy_policy=data["busy_policy"],
+    )
+    return rollout_start(actor=actor, rollout=rollout) if start else rollout
+
+
+@transaction.atomic
 def rollout_start(*, actor: str, rollout: Rollout) -> Rollout:
     return _transition(
         rollout,

@@ -4,8 +4,7 @@ import math
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
-from django.db import connection, transaction
+from django.db import connection
 from django.http import HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -83,13 +82,14 @@ class RolloutListPage(ViewerPage):
         context = super().get_context_data(**kwargs)
         status = self.request.GET.get("status", "")
         cluster = self.request.GET.get("cluster", "")
+        clusters = list(Cluster.objects.order_by("name").values_list("name", flat=True))
         rollouts = Rollout.objects.select_related("cluster")
         errors = {}
         if status and status not in RolloutStatus.values:
             errors["status"] = f"one of {', '.join(RolloutStatus.values)}"
         elif status:
             rollouts = rollouts.filter(status=status)
-        if "\x00" in cluster or len(cluster) > 253:
+        if cluster and cluster not in clusters:
             errors["cluster"] = "no such cluster"
         elif cluster:
             rollouts = rollouts.filter(cluster__name=cluster)
@@ -99,7 +99,7 @@ class RolloutListPage(ViewerPage):
             rollouts=list(rollouts_with_counts(rollouts).order_by("-created_at", "-id")[: self.shown]),
             shown=self.shown,
             statuses=RolloutStatus.values,
-            clusters=list(Cluster.objects.order_by("name").values_list("name", flat=True)),
+            clusters=clusters,
             status=status,
             cluster=cluster,
             errors=errors,
@@ -112,16 +112,12 @@ class EventListPage(ViewerPage):
     """The audit log: every change with its actor, newest first, filterable like the API's."""
 
     template_name = "rollout/events.html"
-    page_size = 50
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         filterset = EventFilter(self.request.GET, queryset=AuditEvent.objects.order_by("-created_at", "-id"))
         events = filterset.qs if filterset.is_valid() else AuditEvent.objects.none()
-        page = Paginator(events, self.page_size).get_page(self.request.GET.get("page"))
-        query = self.request.GET.copy()
-        query.pop("page", None)
-        context.update(filterset=filterset, page=page, query=query.urlencode(), object_types=OBJECT_TYPES)
+        context.update(filterset=filterset, object_types=OBJECT_TYPES, **self.paged(events))
         return context
 
 
@@ -225,19 +221,9 @@ class RolloutCreatePage(ViewerPage):
         if data is not None:
             actor = f"user:{request.user.get_username()}"
             try:
-                with transaction.atomic():
-                    rollout = services.rollout_create(
-                        actor=actor,
-                        name=data["name"],
-                        cluster=data["cluster"],
-                        intent=data["intent"],
-                        strategy=data["strategy"],
-                        selector=data["selector"],
-                        busy_policy=data["busy_policy"],
-                    )
-                    if data["start"]:
-                        rollout = services.rollout_start(actor=actor, rollout=rollout)
-                        rollout_kick(rollout.pk)
+                rollout = services.rollout_submit(actor=actor, data=data, start=data["start"])
+                if data["start"]:
+                    rollout_kick(rollout.pk)
             except services.RolloutError as exc:
                 errors = form_errors(exc.errors)
             else:
@@ -264,7 +250,6 @@ def rollout_preview(request):
         preview = services.rollout_preview(
             cluster=data["cluster"], selector=data["selector"], intent=data["intent"], strategy=data["strategy"]
         )
-        preview["waves_named"] = list(enumerate(preview["waves"]))
         preview["canary"] = data["strategy"].canary_count > 0
         preview["busy"] = [t for t in preview["targets"] if t["busy_in_rollout"]]
     return render(request, "rollout/_preview.html", {"preview": preview, "errors": errors})

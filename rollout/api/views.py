@@ -70,17 +70,8 @@ class RolloutViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         try:
-            rollout = services.rollout_create(
-                actor=actor_of(request),
-                name=data["name"],
-                cluster=data["cluster"],
-                intent=data["intent"],
-                strategy=data["strategy"],
-                selector=data["selector"],
-                busy_policy=data["busy_policy"],
-            )
+            rollout = services.rollout_submit(actor=actor_of(request), data=data, start=data["start"])
             if data["start"]:
-                rollout = services.rollout_start(actor=actor_of(request), rollout=rollout)
                 rollout_kick(rollout.pk)
         except services.RolloutError as exc:
             return Response(exc.errors, status=exc.status_code)

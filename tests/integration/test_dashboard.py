@@ -26,8 +26,9 @@ def signed_in(name, role="viewer"):
     return client
 
 
-@pytest.fixture
-def fleet(make_cluster, make_node):
+def two_clusters(make_cluster, make_node):
+    """east (proposal): a 1.6 CRI node, a 1.6 dockertools node, a 1.7 node on Docker 1.11;
+    west (upstream): a 1.8 node on Docker 17.03."""
     east = make_cluster("east")
     west = make_cluster("west", plan="upstream")
     make_node(east, "e1")
@@ -35,6 +36,11 @@ def fleet(make_cluster, make_node):
     make_node(east, "e3", kubelet="v1.7.2", docker="1.11.2")
     make_node(west, "w1", kubelet="v1.8.0", docker="17.03.1-ce")
     return east, west
+
+
+@pytest.fixture
+def fleet(make_cluster, make_node):
+    return two_clusters(make_cluster, make_node)
 
 
 def test_anonymous_is_sent_to_sign_in(client):

@@ -12,19 +12,14 @@ from nodes import selectors
 from nodes.decisions import runtime_line
 from nodes.models import Audit, Node
 from rollout.models import AuditEvent
-from tests.integration.test_dashboard import signed_in
+from tests.integration.test_dashboard import signed_in, two_clusters
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def fleet(make_cluster, make_node):
-    east = make_cluster("east")
-    west = make_cluster("west", plan="upstream")
-    make_node(east, "e1")
-    make_node(east, "e2", flags={"enable-cri": "false"})
-    make_node(east, "e3", kubelet="v1.7.2", docker="1.11.2")
-    make_node(west, "w1", kubelet="v1.8.0", docker="17.03.1-ce")
+    east, west = two_clusters(make_cluster, make_node)
     make_node(west, "w2", kubelet="v1.8.0", docker="17.03.2-ce")
     return east, west
 

@@ -139,19 +139,9 @@ class Command(BaseCommand):
             self._print_preview(preview)
             return
         try:
-            with transaction.atomic():
-                rollout = services.rollout_create(
-                    actor=ACTOR,
-                    name=v["name"],
-                    cluster=v["cluster"],
-                    intent=v["intent"],
-                    strategy=v["strategy"],
-                    selector=v["selector"],
-                    busy_policy=v["busy_policy"],
-                )
-                if options["start"]:
-                    rollout = services.rollout_start(actor=ACTOR, rollout=rollout)
-                    rollout_kick(rollout.pk)
+            rollout = services.rollout_submit(actor=ACTOR, data=v, start=options["start"])
+            if options["start"]:
+                rollout_kick(rollout.pk)
         except services.RolloutError as exc:
             raise CommandError(_errors(exc.errors)) from None
         self.stdout.write(f"rollout {rollout.pk} {rollout.status}: {rollout.name}")
