@@ -56,15 +56,20 @@ def decision_columns(values: Mapping[str, Any], plan: str) -> dict[str, str]:
     )
 
 
+def _readable(version: str, parse):
+    """The parsed version, or None when it is empty or cannot be read."""
+    try:
+        return parse(version) if version else None
+    except VersionError:
+        return None
+
+
 def runtime_line(runtime: str, version: str) -> str:
     """The runtime's release line for the overview's matrix: ``1.12`` or ``17.03`` for Docker (as
     Docker writes its lines), the runtime's name for the others; empty when not known."""
     if runtime and runtime != "docker":
         return runtime
-    try:
-        parsed = parse_docker_version(version) if version else None
-    except VersionError:
-        return ""
+    parsed = _readable(version, parse_docker_version)
     if parsed is None:
         return ""
     return f"{parsed.major}.{parsed.minor:02d}" if parsed.major >= 17 else parsed.line_label
@@ -73,10 +78,7 @@ def runtime_line(runtime: str, version: str) -> str:
 def version_order(version: str, parse) -> str:
     """A text key that sorts versions in version order (``v1.6`` before ``v1.10``, a pre-release
     before its release); empty when the version cannot be read."""
-    try:
-        parsed = parse(version) if version else None
-    except VersionError:
-        return ""
+    parsed = _readable(version, parse)
     if parsed is None:
         return ""
     return f"{parsed.major:05d}.{parsed.minor:05d}.{parsed.patch:05d}.{0 if parsed.is_prerelease else 1}"
@@ -91,10 +93,8 @@ def _columns_cached(kubelet, runtime, runtime_version, flags_json, pause, plan) 
         "kubelet_flags": json.loads(flags_json),
         "pause_image": pause,
     }
-    try:
-        minor = parse_kube_version(kubelet).line_label if kubelet else ""
-    except VersionError:
-        minor = ""
+    parsed_kubelet = _readable(kubelet, parse_kube_version)
+    minor = parsed_kubelet.line_label if parsed_kubelet else ""
     current, error = node_decision(values, plan)
     line = runtime_line(runtime, runtime_version)
     orders = {
