@@ -55,7 +55,7 @@ def scratch_environment() -> str:
 
     scratch = tempfile.mkdtemp(prefix="pidns-bench-")
     os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{scratch}/bench.sqlite3"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rollout.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("PIDNS_VAR_DIR", scratch)
     return scratch
 

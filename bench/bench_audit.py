@@ -37,8 +37,8 @@ def main(n: int) -> None:
     django.setup()
     from django.core.management import call_command
 
+    from drivers.docker_engine import DockerEngineDriver
     from nodes import audits
-    from nodes.drivers.docker_engine import DockerEngineDriver
     from nodes.models import Node
 
     call_command("migrate", verbosity=0)
@@ -95,7 +95,7 @@ def main(n: int) -> None:
 
 
 def real_engine() -> None:
-    from nodes.management.commands.simfleet import dockerd_available
+    from simfleet.fleet import dockerd_available
 
     if not dockerd_available():
         print("real engine: no dockerd at /run/pidns-docker.sock; skipped")

@@ -85,8 +85,8 @@ def main(n: int) -> None:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
+    from core.roles import role_set
     from nodes.models import Node
-    from rollout.roles import role_set
 
     call_command("migrate", verbosity=0)
     started = time.perf_counter()

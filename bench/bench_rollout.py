@@ -29,7 +29,7 @@ ENV = {
     "DATABASE_URL": DB,
     "CELERY_BROKER_URL": BROKER,
     "PIDNS_VAR_DIR": scratch,
-    "DJANGO_SETTINGS_MODULE": "rollout.settings",
+    "DJANGO_SETTINGS_MODULE": "config.settings",
 }
 os.environ.update(ENV)
 MAX_UNAVAILABLE = int(os.environ.get("BENCH_MAX_UNAVAILABLE", "50"))
@@ -43,11 +43,10 @@ NAMES = ("fleet", "worker-1", "worker-2")
 
 def real_engine(run) -> None:
     """20 real-engine nodes (2 pods each) to shared and back, through the same workers."""
-    from nodes.management.commands.simfleet import dockerd_available, register
     from rollout import services
     from rollout.models import NodeOperation
     from rollout.strategy import Strategy
-    from simfleet.fleet import FleetThread
+    from simfleet.fleet import FleetThread, dockerd_available, register
     from simfleet.spec import parse_spec
 
     if not dockerd_available():
@@ -119,9 +118,9 @@ def main(n: int) -> None:
     import redis
     from django.core.management import call_command
 
+    from config.celery import worker_argv
     from nodes.models import Cluster
     from rollout import services
-    from rollout.celery import worker_argv
     from rollout.models import NodeOperation, Rollout
     from rollout.strategy import Strategy
     from rollout.tasks import rollout_kick

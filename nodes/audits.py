@@ -22,13 +22,13 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from rollout.events import event_record
+from core.events import event_record
+from drivers.base import Driver, DriverError, Endpoint, ErrorCode, ObservedFacts
+from drivers.docker_engine import DockerEngineDriver
+from drivers.dropin import MANAGED_FLAGS
 
 from .decisions import decision_columns
 from .drift import detect_drift
-from .drivers.base import Driver, DriverError, Endpoint, ErrorCode, ObservedFacts
-from .drivers.docker_engine import DockerEngineDriver
-from .drivers.dropin import MANAGED_FLAGS
 from .models import AUDIT_ACTIVE_STATES, NODE_OBSERVED_FIELDS, Audit, AuditStatus, Cluster, Node, NodeObservation
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .drivers.dropin import managed_subset
+from drivers.dropin import managed_subset
 
 COMPARED_FACTS = ("kubelet_version", "runtime_version", "pause_image")
 NODE_MODES = ("shared", "isolated")

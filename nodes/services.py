@@ -10,8 +10,8 @@ from django.db import transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
+from core.events import event_record
 from gates.policy import PLANS
-from rollout.events import event_record
 
 from .decisions import DECISION_COLUMNS, decision_columns
 from .models import Cluster, DockerCredential, Node

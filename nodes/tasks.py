@@ -9,8 +9,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 
+from core.retention import events_prune
+
 from . import audits
 from .models import Audit, AuditStatus
+from .retention import observations_prune
 
 log = logging.getLogger(__name__)
 
@@ -57,3 +60,11 @@ def reconcile() -> str:
         audit_run.delay(audit.pk)
         resumed += 1
     return f"resumed {resumed}"
+
+
+@shared_task
+def prune() -> str:
+    """Beat: delete node observations and audit-log events past their retention."""
+    observations = observations_prune(older_than_days=settings.PIDNS_OBSERVATION_RETENTION_DAYS)
+    events = events_prune(older_than_days=settings.PIDNS_EVENT_RETENTION_DAYS)
+    return f"deleted {observations} observations, {events} events"

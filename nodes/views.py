@@ -4,24 +4,19 @@ write the operator role (checked here, on the server)."""
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
-from django.views.generic import TemplateView
-from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh
 
+from core.pages import ViewerPage
+from core.roles import OPERATOR, has_role
 from gates.plans import PLANS
 from gates.policy import ISOLATED, SHARED
 from rollout.models import ROLLOUT_ACTIVE_STATES, NodeOperation, Rollout
-from rollout.roles import OPERATOR, VIEWER, has_role, user_role
 from rollout.selectors import fingerprint, rollouts_with_counts
 
 from . import audits, selectors
@@ -40,42 +35,6 @@ SORTABLE = {
     "pid_namespace": "pid_namespace",
     "observed_pid_namespace": "observed_pid_namespace",
 }
-
-
-def sign_in_again(request) -> HttpResponseClientRedirect:
-    """For an htmx request whose session is gone: send the whole page to the sign-in page (a plain
-    redirect would put the sign-in form inside the refreshed part)."""
-    back = request.htmx.current_url_abs_path or "/"
-    return HttpResponseClientRedirect(f"{settings.LOGIN_URL}?{urlencode({'next': back})}")
-
-
-class ViewerPage(LoginRequiredMixin, TemplateView):
-    """A page for signed-in users with at least the viewer role."""
-
-    def dispatch(self, request, *args, **kwargs):
-        if request.htmx and not request.user.is_authenticated:
-            return sign_in_again(request)
-        if request.htmx and not has_role(request.user, VIEWER):
-            return HttpResponseClientRefresh()  # the role was taken away: reload, and see why
-        if request.user.is_authenticated and not has_role(request.user, VIEWER):
-            raise PermissionDenied("You need the viewer role.")
-        return super().dispatch(request, *args, **kwargs)
-
-    page_size = 50
-
-    def get_context_data(self, **kwargs):
-        context = super().get_context_data(**kwargs)
-        context["role"] = user_role(self.request.user)
-        return context
-
-    def paged(self, rows) -> dict:
-        """One page of ``rows`` (``?page=``), and the query string without the page for links."""
-        query = self.request.GET.copy()
-        query.pop("page", None)
-        return {
-            "page": Paginator(rows, self.page_size).get_page(self.request.GET.get("page")),
-            "query": query.urlencode(),
-        }
 
 
 class OverviewPage(ViewerPage):

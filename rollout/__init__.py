@@ -1,5 +1,1 @@
-"""Project package (settings, URLs, Celery app) and the rollout domain."""
-
-from .celery import app as celery_app
-
-__all__ = ("celery_app",)
+"""Rollouts: changes of PID-namespace mode and feature gates over a cluster's nodes, in waves."""

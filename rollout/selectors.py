@@ -13,7 +13,9 @@ from typing import Any
 
 from django.db.models import Count, Max, Q, QuerySet, Sum
 
-from .models import OPERATION_ACTIVE_STATES, OPERATION_FINAL_STATES, AuditEvent, OperationState, Rollout
+from core.models import AuditEvent
+
+from .models import OPERATION_ACTIVE_STATES, OPERATION_FINAL_STATES, OperationState, Rollout
 
 FORWARD, ROLLBACK = "forward", "rollback"
 NOT_TARGETED = "skipped_at_creation"

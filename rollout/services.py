@@ -21,15 +21,15 @@ from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from core.events import event_record
+from drivers.base import Driver, DriverError, ErrorCode
+from drivers.dropin import MANAGED_FLAGS, managed_subset
 from gates.facts import parse_facts
 from gates.plans import decide
 from nodes.audits import UNREACHABLE_CODES, default_driver, endpoint_for, node_record
 from nodes.decisions import node_decision
-from nodes.drivers.base import Driver, DriverError, ErrorCode
-from nodes.drivers.dropin import MANAGED_FLAGS, managed_subset
 from nodes.models import Cluster, Node
 
-from .events import event_record
 from .models import (
     OPERATION_ACTIVE_STATES,
     ROLLOUT_ACTIVE_STATES,

@@ -11,10 +11,9 @@ import os
 import socket
 
 from celery import shared_task
-from django.conf import settings
 from django.db import transaction
 
-from . import retention, services
+from . import services
 
 
 def _worker_name() -> str:
@@ -67,11 +66,3 @@ def rollouts_reconcile() -> str:
     for rollout_id in active:
         rollout_advance.delay(rollout_id)
     return f"resent {len(resent)} operations, advanced {len(active)} rollouts"
-
-
-@shared_task
-def prune() -> str:
-    """Beat: delete node observations and audit-log events past their retention."""
-    observations = retention.observations_prune(older_than_days=settings.PIDNS_OBSERVATION_RETENTION_DAYS)
-    events = retention.events_prune(older_than_days=settings.PIDNS_EVENT_RETENTION_DAYS)
-    return f"deleted {observations} observations, {events} events"

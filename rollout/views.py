@@ -4,28 +4,26 @@ import math
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.db import connection
-from django.http import HttpResponse, HttpResponseNotAllowed, JsonResponse
+from django.http import HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from core.models import AuditEvent
+from core.pages import ViewerPage, sign_in_again
+from core.roles import OPERATOR, VIEWER, has_role
 from nodes.models import Cluster
-from nodes.views import ViewerPage, sign_in_again
 
 from . import selectors, services
-from .api.filters import OBJECT_TYPES, EventFilter
 from .forms import INITIAL, form_errors, form_values, validate
 from .models import (
     ROLLOUT_ACTIVE_STATES,
     ROLLOUT_FINAL_STATES,
     ROLLOUT_INTENTS,
-    AuditEvent,
     NodeOperation,
     OperationState,
     Rollout,
     RolloutStatus,
 )
-from .roles import OPERATOR, VIEWER, has_role
 from .selectors import progress_of, rollouts_with_counts
 from .strategy import DAYS
 from .tasks import rollout_kick
@@ -59,21 +57,6 @@ DESTRUCTIVE = {
 OPERATIONS_SHOWN = 500
 
 
-def healthz(request):
-    """Liveness and database readiness. No authentication, no details beyond ok/failing."""
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
-        database = "ok"
-    except Exception:  # any failure to reach the database means not ready
-        database = "failing"
-    healthy = database == "ok"
-    return JsonResponse(
-        {"status": "ok" if healthy else "failing", "checks": {"database": database}}, status=200 if healthy else 503
-    )
-
-
 class RolloutListPage(ViewerPage):
     template_name = "rollout/rollouts.html"
     shown = 100
@@ -105,19 +88,6 @@ class RolloutListPage(ViewerPage):
             errors=errors,
             can_act=has_role(self.request.user, OPERATOR),
         )
-        return context
-
-
-class EventListPage(ViewerPage):
-    """The audit log: every change with its actor, newest first, filterable like the API's."""
-
-    template_name = "rollout/events.html"
-
-    def get_context_data(self, **kwargs):
-        context = super().get_context_data(**kwargs)
-        filterset = EventFilter(self.request.GET, queryset=AuditEvent.objects.order_by("-created_at", "-id"))
-        events = filterset.qs if filterset.is_valid() else AuditEvent.objects.none()
-        context.update(filterset=filterset, object_types=OBJECT_TYPES, **self.paged(events))
         return context
 
 

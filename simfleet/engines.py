@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from nodes.drivers.dropin import DROPIN_NAME, RESTART_NAME, VERSION_NAME
-from nodes.drivers.observe import CONTAINER, POD_NAME_LABEL, SANDBOX, SANDBOX_LABEL, TYPE_LABEL, observe_pods
+from drivers.dropin import DROPIN_NAME, RESTART_NAME, VERSION_NAME
+from drivers.observe import CONTAINER, POD_NAME_LABEL, SANDBOX, SANDBOX_LABEL, TYPE_LABEL, observe_pods
 
 from .images import IMAGE
 
@@ -71,7 +71,7 @@ def _pod_labels(node, pod_name: str, kind: str, sandbox_id: str = "") -> dict[st
 
 
 def run_helper_natively(kubelet_dir, operation: str, env: dict[str, str], fail_writes: bool) -> tuple[int, str]:
-    """What ``nodes/drivers/helper.sh`` does, for nodes that run no processes."""
+    """What ``drivers/helper.sh`` does, for nodes that run no processes."""
     dropin = kubelet_dir / DROPIN_NAME
     if operation == "read":
         version = (kubelet_dir / VERSION_NAME).read_text() if (kubelet_dir / VERSION_NAME).exists() else ""

@@ -28,6 +28,19 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DOCKER_URL = "unix:///run/pidns-docker.sock"
 ENGINES = ("fake", "real")
+DOCKER_SOCK = DEFAULT_DOCKER_URL.removeprefix("unix://")
+
+
+def dockerd_available(path: str = DOCKER_SOCK) -> bool:
+    """Whether a Docker engine answers on the unix socket."""
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(2)
+            sock.connect(path)
+            sock.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+            return b" 200 " in sock.recv(64)
+    except OSError:
+        return False
 
 
 def _raise_open_files_limit() -> None:

@@ -13,9 +13,9 @@ import threading
 import time
 from pathlib import Path
 
+from drivers.dropin import DROPIN_NAME, RESTART_NAME, VERSION_NAME, DropinError, parse_dropin, render_dropin
 from gates.facts import parse_facts
 from gates.plans import decide
-from nodes.drivers.dropin import DROPIN_NAME, RESTART_NAME, VERSION_NAME, DropinError, parse_dropin, render_dropin
 
 from .spec import NodeSpec
 

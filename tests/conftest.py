@@ -1,12 +1,16 @@
 """Shared fixtures: API clients for each role, and inventory builders that go through services."""
 
+import os
+
 import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from core.roles import ROLES, role_set
 from nodes import services
-from rollout.roles import ROLES, role_set
+from simfleet.fleet import FleetThread, dockerd_available
+from simfleet.spec import parse_spec
 
 
 def make_client(username: str, role: str | None) -> APIClient:
@@ -65,11 +69,6 @@ def make_node(db):
 
 # --- simulated fleets ------------------------------------------------------------------------------
 
-import os  # noqa: E402
-
-from nodes.management.commands.simfleet import dockerd_available  # noqa: E402
-from simfleet.fleet import FleetThread  # noqa: E402
-from simfleet.spec import parse_spec  # noqa: E402
 
 DOCKER_SOCK = os.environ.get("PIDNS_DOCKER_SOCK", "/run/pidns-docker.sock")
 REAL_ENGINE_RESULTS = {"ran": 0, "skipped": 0}
@@ -126,7 +125,7 @@ def celery_worker_thread(transactional_db):
     CELERY_BROKER_URL is set (CI), otherwise an in-memory broker."""
     from celery.contrib.testing.worker import start_worker
 
-    from rollout.celery import app
+    from config.celery import app
 
     broker = os.environ.get("CELERY_BROKER_URL") or "memory://"
     app.conf.broker_url = broker

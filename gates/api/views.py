@@ -2,8 +2,8 @@ from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.roles import IsViewer
 from gates.plans import decide
-from rollout.roles import IsViewer
 
 from .serializers import DecisionSerializer, EvaluateSerializer
 

@@ -3,14 +3,14 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.events import actor_of
+from core.fields import NameRelatedField
 from gates.api.serializers import DecisionSerializer
-from rollout.events import actor_of
 
 from .. import services
 from ..decisions import DECISION_COLUMNS, node_decision
 from ..models import NODE_OBSERVED_FIELDS, Audit, Cluster, DockerCredential, Node, NodeObservation
 from ..validation import NODE_FIELDS, NORMALIZERS, check_runtime_version, normalize_labels
-from .fields import NameRelatedField
 
 
 def _normalized(field_name):

@@ -11,8 +11,8 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from rollout.events import actor_of
-from rollout.roles import IsAdmin, IsOperator, IsViewer, ReadViewerWriteAdmin
+from core.events import actor_of
+from core.roles import IsAdmin, IsOperator, IsViewer, ReadViewerWriteAdmin
 
 from .. import audits, selectors, services
 from ..models import Audit, Cluster, DockerCredential, NodeObservation

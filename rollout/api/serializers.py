@@ -2,11 +2,12 @@
 
 from rest_framework import serializers
 
+from core.api.serializers import EventSerializer
+from core.fields import NameRelatedField
 from gates.facts import normalize_labels
-from nodes.api.fields import NameRelatedField
 from nodes.models import Cluster
 
-from ..models import ROLLOUT_INTENTS, AuditEvent, NodeOperation, Rollout
+from ..models import ROLLOUT_INTENTS, NodeOperation, Rollout
 from ..strategy import Strategy, StrategyError, Window, parse_batch
 
 
@@ -144,13 +145,6 @@ class OperationSerializer(serializers.ModelSerializer):
             "finished_at",
             "duration_seconds",
         ]
-        read_only_fields = fields
-
-
-class EventSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = AuditEvent
-        fields = ["id", "created_at", "actor", "verb", "object_type", "object_id", "object_repr", "before", "after"]
         read_only_fields = fields
 
 

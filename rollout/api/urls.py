@@ -1,9 +1,8 @@
 from rest_framework.routers import DefaultRouter
 
-from .views import EventViewSet, RolloutViewSet
+from .views import RolloutViewSet
 
 router = DefaultRouter(trailing_slash=True)
 router.register("rollouts", RolloutViewSet, basename="rollout")
-router.register("events", EventViewSet, basename="event")
 
 urlpatterns = router.urls

@@ -5,15 +5,16 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from core.api.serializers import EventSerializer
+from core.events import actor_of
+from core.models import AuditEvent
+from core.roles import IsOperator, IsViewer
+
 from .. import selectors, services
-from ..events import actor_of
-from ..models import AuditEvent, NodeOperation, Rollout
-from ..roles import IsOperator, IsViewer
+from ..models import NodeOperation, Rollout
 from ..selectors import rollouts_with_counts
 from ..tasks import rollout_kick
-from .filters import EventFilter
 from .serializers import (
-    EventSerializer,
     OperationSerializer,
     PreviewSerializer,
     RolloutDetailSerializer,
@@ -129,12 +130,3 @@ class RolloutViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def rollback(self, request, pk=None):
         return self._act(request, services.rollout_rollback)
-
-
-class EventViewSet(viewsets.ReadOnlyModelViewSet):
-    """The audit log: every change with its actor, before and after. Filter by object and actor."""
-
-    queryset = AuditEvent.objects.order_by("-created_at", "-id")
-    serializer_class = EventSerializer
-    permission_classes = [IsViewer]
-    filterset_class = EventFilter

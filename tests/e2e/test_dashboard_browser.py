@@ -3,8 +3,8 @@
 import pytest
 from django.contrib.auth import get_user_model
 
+from core.roles import role_set
 from nodes import services
-from rollout.roles import role_set
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PASSWORD = "correct horse battery staple"

@@ -4,9 +4,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from core.models import AuditEvent
 from nodes import services
 from nodes.models import Node
-from rollout.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

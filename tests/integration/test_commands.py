@@ -6,8 +6,8 @@ import pytest
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
+from core.roles import user_role
 from nodes.models import Cluster, Node
-from rollout.roles import user_role
 
 pytestmark = pytest.mark.django_db
 

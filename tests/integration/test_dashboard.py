@@ -6,8 +6,8 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from core.roles import role_set
 from nodes import services
-from rollout.roles import role_set
 
 pytestmark = pytest.mark.django_db
 

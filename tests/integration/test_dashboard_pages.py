@@ -8,10 +8,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from core.models import AuditEvent
 from nodes import selectors
 from nodes.decisions import runtime_line
 from nodes.models import Audit, Node
-from rollout.models import AuditEvent
 from tests.integration.test_dashboard import signed_in, two_clusters
 
 pytestmark = pytest.mark.django_db

@@ -281,7 +281,7 @@ def test_rollout_list_filters_by_status_and_cluster(rollout):
 
 
 def test_audit_log_page_filters_and_links_objects(rollout):
-    from rollout.events import event_record
+    from core.events import event_record
 
     event_record(actor="command:odd", verb="touch", object_type="rollout", object_id="not-a-number")
     client = signed_in("vera")

@@ -6,8 +6,8 @@ import time
 import pytest
 import trustme
 
-from nodes.drivers.base import DriverError, Endpoint
-from nodes.drivers.docker_engine import DockerEngineDriver
+from drivers.base import DriverError, Endpoint
+from drivers.docker_engine import DockerEngineDriver
 from tests.conftest import fleet_spec, node_group
 
 driver = DockerEngineDriver(poll_interval=0.1)

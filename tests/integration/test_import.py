@@ -5,8 +5,8 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
+from core.models import AuditEvent
 from nodes.models import Cluster, Node
-from rollout.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

@@ -5,8 +5,8 @@ import time
 import docker
 import pytest
 
-from nodes.drivers.base import Endpoint
-from nodes.drivers.docker_engine import DockerEngineDriver
+from drivers.base import Endpoint
+from drivers.docker_engine import DockerEngineDriver
 from simfleet.engines import NODE_LABEL
 from tests.conftest import fleet_spec, node_group
 

@@ -5,11 +5,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from core.events import event_record
+from core.models import AuditEvent
+from nodes import retention as node_retention
 from nodes.models import Audit, NodeObservation
-from rollout import retention
-from rollout.events import event_record
-from rollout.models import AuditEvent
-from rollout.tasks import prune
+from nodes.tasks import prune
 
 pytestmark = pytest.mark.django_db
 
@@ -28,10 +28,10 @@ def history(make_cluster, make_node):
 
 
 def test_observations_past_retention_go_in_batches(history):
-    assert retention.observations_prune(older_than_days=14, batch=1) == 2
+    assert node_retention.observations_prune(older_than_days=14, batch=1) == 2
     ages = sorted((timezone.now() - o.observed_at).days for o in NodeObservation.objects.all())
     assert ages == [0, 1, 13]
-    assert retention.observations_prune(older_than_days=0) == 0 and NodeObservation.objects.count() == 3
+    assert node_retention.observations_prune(older_than_days=0) == 0 and NodeObservation.objects.count() == 3
     assert Audit.objects.count() == 5  # audits keep their counts
 
 

@@ -16,13 +16,14 @@ from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.db import connection
 
+from config.celery import app, worker_argv
+from core.models import AuditEvent
+from drivers.docker_engine import DockerEngineDriver
 from nodes.audits import endpoint_for
-from nodes.drivers.docker_engine import DockerEngineDriver
 from nodes.management.commands.simfleet import register
 from nodes.models import Cluster, Node
 from rollout import services
-from rollout.celery import app, worker_argv
-from rollout.models import AuditEvent, NodeOperation
+from rollout.models import NodeOperation
 from rollout.strategy import Strategy
 from rollout.tasks import rollout_kick, rollouts_reconcile
 from tests.conftest import fleet_spec, node_group, subprocess_database_url

@@ -7,12 +7,13 @@ import threading
 import pytest
 from django.core.management import call_command
 
+from core.models import AuditEvent
+from drivers.docker_engine import DockerEngineDriver
 from nodes.audits import endpoint_for
-from nodes.drivers.docker_engine import DockerEngineDriver
 from nodes.management.commands.simfleet import register
 from nodes.models import Cluster, Node
 from rollout import services
-from rollout.models import AuditEvent, NodeOperation, Rollout
+from rollout.models import NodeOperation, Rollout
 from rollout.strategy import Strategy, Window
 from tests.conftest import fleet_spec, node_group
 from tests.rollout_driver import drive

@@ -2,9 +2,9 @@
 
 import pytest
 
+from drivers.dropin import DropinError, parse_dropin, parse_helper_output, render_dropin
+from drivers.observe import init_process_name, node_mode, observe_pods, pause_image, ps_pid1
 from nodes.drift import detect_drift
-from nodes.drivers.dropin import DropinError, parse_dropin, parse_helper_output, render_dropin
-from nodes.drivers.observe import init_process_name, node_mode, observe_pods, pause_image, ps_pid1
 
 
 def test_dropin_round_trip_keeps_only_managed_flags():

@@ -4,9 +4,9 @@ from pathlib import Path
 
 from django.conf import settings
 
-from nodes.drivers.dropin import DROPIN_NAME, ENV_NAME, RESTART_NAME, VERSION_NAME, parse_dropin, render_dropin
+from drivers.dropin import DROPIN_NAME, ENV_NAME, RESTART_NAME, VERSION_NAME, parse_dropin, render_dropin
 
-UNITS = Path(__file__).resolve().parents[2] / "nodes" / "drivers" / "node-units"
+UNITS = Path(__file__).resolve().parents[2] / "drivers" / "node-units"
 
 
 def directives(name: str) -> list[tuple[str, str]]:

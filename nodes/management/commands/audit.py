@@ -3,9 +3,9 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from core.progress import ProgressLine
 from nodes import audits
 from nodes.models import Cluster
-from rollout.progress import ProgressLine
 
 
 class Command(BaseCommand):

@@ -4,9 +4,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core.progress import ProgressLine
 from nodes import services
 from nodes.inventory_files import FORMATS, InventoryFileError, read_inventory
-from rollout.progress import ProgressLine
 
 
 class Command(BaseCommand):

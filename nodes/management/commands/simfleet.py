@@ -11,24 +11,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from nodes import services
-from simfleet.fleet import DEFAULT_DOCKER_URL, ENGINES, Fleet
+from simfleet.fleet import DEFAULT_DOCKER_URL, DOCKER_SOCK, ENGINES, Fleet, dockerd_available
 from simfleet.spec import SpecError, load_spec
-
-DOCKER_SOCK = DEFAULT_DOCKER_URL.removeprefix("unix://")
-
-
-def dockerd_available(path: str = DOCKER_SOCK) -> bool:
-    """Whether a Docker engine answers on the unix socket."""
-    import socket
-
-    try:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(2)
-            sock.connect(path)
-            sock.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
-            return b" 200 " in sock.recv(64)
-    except OSError:
-        return False
 
 
 def register(fleet: Fleet) -> int:

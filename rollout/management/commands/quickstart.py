@@ -21,16 +21,16 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
+from config.celery import worker_argv
+from core.progress import ProgressLine
+from core.roles import ADMIN, role_set
 from nodes import audits
-from nodes.management.commands.simfleet import dockerd_available
 from nodes.models import Cluster
 from nodes.tasks import audit_enqueue
 from rollout import services
-from rollout.celery import worker_argv
 from rollout.models import Rollout
-from rollout.progress import ProgressLine
-from rollout.roles import ADMIN, role_set
 from rollout.strategy import Strategy
+from simfleet.fleet import dockerd_available
 
 DEMO_FLEET = Path(settings.BASE_DIR) / "simfleet" / "demo.yaml"
 

@@ -5,7 +5,7 @@
     manage.py rollout pause|resume|abort|approve|rollback|start ID [--follow]
     manage.py rollout follow ID
 
-Workers (``celery -A rollout worker``) carry the rollout out; ``follow`` exits 0 when it
+Workers (``celery -A config worker``) carry the rollout out; ``follow`` exits 0 when it
 succeeds and 1 when it ends any other way.
 """
 
@@ -15,10 +15,10 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from core.progress import ProgressLine
 from rollout import selectors, services
 from rollout.api.serializers import RolloutInputSerializer
 from rollout.models import ROLLOUT_FINAL_STATES, Rollout, RolloutStatus
-from rollout.progress import ProgressLine
 from rollout.selectors import progress_of
 from rollout.tasks import rollout_kick
 

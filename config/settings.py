@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "core",
     "gates",
     "nodes",
     "rollout",
@@ -89,8 +90,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "rollout.urls"
-WSGI_APPLICATION = "rollout.wsgi.application"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
     {
@@ -162,12 +163,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rollout.roles.IsViewer"],
+    "DEFAULT_PERMISSION_CLASSES": ["core.roles.IsViewer"],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_PAGINATION_CLASS": "rollout.pagination.Pagination",
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": [
@@ -211,12 +212,14 @@ if CELERY_BROKER_URL == "filesystem://":
     _broker_dir = VAR_DIR / "broker"
     with contextlib.suppress(OSError):
         (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
+        (_broker_dir / "control").mkdir(parents=True, exist_ok=True)
     # The filesystem transport has no fan-out, so workers take no remote-control commands.
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 else:
@@ -236,7 +239,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "audit-fleet": {"task": "nodes.tasks.audit_scheduled", "schedule": float(envint("PIDNS_AUDIT_INTERVAL", 900))},
     "reconcile": {"task": "nodes.tasks.reconcile", "schedule": float(envint("PIDNS_RECONCILE_INTERVAL", 30))},
-    "prune": {"task": "rollout.tasks.prune", "schedule": 3600.0},
+    "prune": {"task": "nodes.tasks.prune", "schedule": 3600.0},
     "rollouts-reconcile": {
         "task": "rollout.tasks.rollouts_reconcile",
         "schedule": float(envint("PIDNS_ROLLOUT_RECONCILE_INTERVAL", 10)),

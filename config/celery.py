@@ -4,7 +4,7 @@ import os
 
 from celery import Celery
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rollout.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("pidns")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -21,7 +21,7 @@ def worker_argv(
         "-m",
         "celery",
         "-A",
-        "rollout",
+        "config",
         "worker",
         "--pool",
         "threads",

@@ -3,15 +3,16 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from core import views as core_views
+from core.auth import ThrottledAuthenticationForm
 from nodes import views as node_views
-
-from . import views
-from .auth import ThrottledAuthenticationForm
+from rollout import views
 
 api_v1 = [
     path("", include("gates.api.urls")),
     path("", include("nodes.api.urls")),
     path("", include("rollout.api.urls")),
+    path("", include("core.api.urls")),
 ]
 
 urlpatterns = [
@@ -21,7 +22,7 @@ urlpatterns = [
     path("what-if/", node_views.WhatIfPage.as_view(), name="whatif-page"),
     path("audits/", node_views.AuditListPage.as_view(), name="audit-list-page"),
     path("audits/<int:pk>/", node_views.AuditDetailPage.as_view(), name="audit-page"),
-    path("events/", views.EventListPage.as_view(), name="event-list-page"),
+    path("events/", core_views.EventListPage.as_view(), name="event-list-page"),
     path("rollouts/", views.RolloutListPage.as_view(), name="rollout-list-page"),
     path("rollouts/new/", views.RolloutCreatePage.as_view(), name="rollout-new-page"),
     path("rollouts/preview/", views.rollout_preview, name="rollout-preview-page"),
@@ -29,7 +30,7 @@ urlpatterns = [
     path("rollouts/<int:pk>/<str:action>/", views.rollout_act, name="rollout-act"),
     path("login/", auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("healthz", views.healthz, name="healthz"),
+    path("healthz", core_views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -5,8 +5,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
-from rollout.events import event_record
-from rollout.roles import ROLES, role_set
+from core.events import event_record
+from core.roles import ROLES, role_set
 
 
 class Command(BaseCommand):
