@@ -43,7 +43,7 @@ def populate(n: int) -> None:
 
     from bench._fleet import fleet_rows
     from nodes.models import Audit, Cluster, Node
-    from rollout import services
+    from rollout import transitions as services
     from rollout.strategy import Strategy
 
     clusters = [

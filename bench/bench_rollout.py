@@ -43,7 +43,7 @@ NAMES = ("fleet", "worker-1", "worker-2")
 
 def real_engine(run) -> None:
     """20 real-engine nodes (2 pods each) to shared and back, through the same workers."""
-    from rollout import services
+    from rollout import transitions as services
     from rollout.models import NodeOperation
     from rollout.strategy import Strategy
     from simfleet.fleet import FleetThread, dockerd_available, register
@@ -120,7 +120,7 @@ def main(n: int) -> None:
 
     from config.celery import worker_argv
     from nodes.models import Cluster
-    from rollout import services
+    from rollout import transitions as services
     from rollout.models import NodeOperation, Rollout
     from rollout.strategy import Strategy
     from rollout.tasks import rollout_kick

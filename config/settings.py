@@ -176,6 +176,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "EXCEPTION_HANDLER": "core.exceptions.api_exception_handler",
 }
 
 SPECTACULAR_SETTINGS = {
@@ -229,8 +230,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 600)
-CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 900)
+# Below the broker's visibility timeout. Operation steps are short; audits enforce their own limit
+# (PIDNS_AUDIT_TIME_LIMIT) and get theirs on top of it.
+CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 300)
+CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 360)
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
@@ -242,7 +245,7 @@ CELERY_BEAT_SCHEDULE = {
     "prune": {"task": "nodes.tasks.prune", "schedule": 3600.0},
     "rollouts-reconcile": {
         "task": "rollout.tasks.rollouts_reconcile",
-        "schedule": float(envint("PIDNS_ROLLOUT_RECONCILE_INTERVAL", 10)),
+        "schedule": float(env("PIDNS_ROLLOUT_RECONCILE_INTERVAL", "3")),
     },
 }
 
@@ -252,11 +255,17 @@ PIDNS_KUBELET_DIR = env("PIDNS_KUBELET_DIR", "/etc/kubernetes/pidns")
 PIDNS_AUDIT_CONCURRENCY = envint("PIDNS_AUDIT_CONCURRENCY", 20)
 PIDNS_AUDIT_LEASE_SECONDS = envint("PIDNS_AUDIT_LEASE_SECONDS", 300)
 PIDNS_AUDIT_STALE_SECONDS = envint("PIDNS_AUDIT_STALE_SECONDS", 120)
+# An audit enforces its own time limit (whatever the worker pool); past it, it resumes later, and
+# after this many tries it ends timed-out.
+PIDNS_AUDIT_TIME_LIMIT = float(env("PIDNS_AUDIT_TIME_LIMIT", "1200"))
+PIDNS_AUDIT_MAX_ATTEMPTS = envint("PIDNS_AUDIT_MAX_ATTEMPTS", 3)
 PIDNS_VERIFY_TIMEOUT = float(env("PIDNS_VERIFY_TIMEOUT", "120"))
 PIDNS_VERIFY_POLL = float(env("PIDNS_VERIFY_POLL", "0.5"))
 PIDNS_OPERATION_MAX_ATTEMPTS = envint("PIDNS_OPERATION_MAX_ATTEMPTS", 3)
-PIDNS_OPERATION_LEASE_SECONDS = envint("PIDNS_OPERATION_LEASE_SECONDS", 300)
-PIDNS_DISPATCH_STALE_SECONDS = envint("PIDNS_DISPATCH_STALE_SECONDS", 60)
+# A worker holds an operation only while it runs one step (each engine call has its own timeout).
+PIDNS_OPERATION_LEASE_SECONDS = envint("PIDNS_OPERATION_LEASE_SECONDS", 30)
+# A step due this long with no worker on it lost its message: the reconciler sends it again.
+PIDNS_DISPATCH_STALE_SECONDS = envint("PIDNS_DISPATCH_STALE_SECONDS", 5)
 PIDNS_DEFAULT_SECONDS_PER_NODE = float(env("PIDNS_DEFAULT_SECONDS_PER_NODE", "30"))
 # Retention in days (0 keeps everything): per-node audit history, and the audit log.
 PIDNS_OBSERVATION_RETENTION_DAYS = envint("PIDNS_OBSERVATION_RETENTION_DAYS", 14)

@@ -78,9 +78,28 @@ class ObservedFacts:
 
 @dataclass(frozen=True)
 class ApplyResult:
+    """What a write of the managed flags did. ``conflict`` means the node was not as expected (its
+    kubelet version or managed flags changed since they were read): nothing was written, and
+    ``kubelet_version`` and ``previous_flags`` say what the node has now."""
+
     changed: bool
     previous_flags: dict[str, str]
     kubelet_flags: dict[str, str]
+    kubelet_version: str = ""
+    conflict: bool = False
+
+
+@dataclass(frozen=True)
+class PodPoll:
+    """One look at a node's pods: the node's mode and each pod, plus what the proof needs."""
+
+    mode: str
+    pods: tuple[PodObservation, ...]
+    inspected: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def sandboxes(self) -> list[str]:
+        return sorted(p.sandbox_id for p in self.pods)
 
 
 @dataclass(frozen=True)
@@ -91,8 +110,23 @@ class VerifyResult:
 
 
 class Driver(Protocol):
+    """How the service reads, changes and checks a node. ``apply`` is idempotent and, given what
+    the caller expects to find (``expect_flags``, ``expect_kubelet``), a compare-and-set."""
+
     def facts(self, endpoint: Endpoint) -> ObservedFacts: ...
 
-    def apply(self, endpoint: Endpoint, kubelet_flags: dict[str, str]) -> ApplyResult: ...
+    def engine_version(self, endpoint: Endpoint) -> dict[str, str]: ...
+
+    def apply(
+        self,
+        endpoint: Endpoint,
+        kubelet_flags: dict[str, str],
+        expect_flags: dict[str, str] | None = None,
+        expect_kubelet: str | None = None,
+    ) -> ApplyResult: ...
+
+    def poll(self, endpoint: Endpoint) -> PodPoll: ...
+
+    def prove(self, endpoint: Endpoint, poll: PodPoll, expected_mode: str) -> list[str] | None: ...
 
     def verify(self, endpoint: Endpoint, expected_mode: str, timeout: float) -> VerifyResult: ...

@@ -15,8 +15,11 @@ previous drop-in as ``20-pidns.conf.prev`` and touches ``restart-requested``, wh
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from gates.facts import format_feature_gates, parse_feature_gates
 from gates.policy import FLAG_DISABLE_SHARED_PID, FLAG_ENABLE_CRI, FLAG_EXPERIMENTAL_CRI, FLAG_FEATURE_GATES
 
 MANAGED_FLAGS = (FLAG_ENABLE_CRI, FLAG_EXPERIMENTAL_CRI, FLAG_DISABLE_SHARED_PID, FLAG_FEATURE_GATES)
@@ -36,18 +39,61 @@ class DropinError(ValueError):
     """A drop-in or helper output that cannot be read, or flags that cannot be written."""
 
 
-def managed_subset(flags: dict[str, str]) -> dict[str, str]:
+def managed_subset(flags: Mapping[str, str]) -> dict[str, str]:
     return {name: flags[name] for name in MANAGED_FLAGS if name in flags}
 
 
-def render_dropin(flags: dict[str, str]) -> str:
-    """The drop-in text for the managed flags (others are not this service's to write)."""
+def split_gates(flags: Mapping[str, str]) -> tuple[dict[str, str], dict[str, bool]]:
+    """Managed flags as (the flags but ``--feature-gates``, the gates as a map). Gates that cannot be
+    read are left in the flags, where validation reports them."""
+    managed = managed_subset(flags)
+    text = managed.pop(FLAG_FEATURE_GATES, None)
+    if text is None:
+        return managed, {}
+    try:
+        return managed, parse_feature_gates(text)
+    except ValueError:
+        return {**managed, FLAG_FEATURE_GATES: text}, {}
+
+
+def join_gates(flags: Mapping[str, str], gates: Mapping[str, bool]) -> dict[str, str]:
+    """The managed flags to write: ``flags`` with ``gates`` as one ``--feature-gates`` flag."""
+    joined = {k: v for k, v in managed_subset(flags).items() if k != FLAG_FEATURE_GATES}
+    if gates:
+        joined[FLAG_FEATURE_GATES] = format_feature_gates(gates)
+    return joined
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What the service intends for a node: managed kubelet flags and feature gates."""
+
+    flags: dict[str, str] = field(default_factory=dict)
+    gates: dict[str, bool] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, kubelet_flags: Mapping[str, str]) -> Desired:
+        flags, gates = split_gates(kubelet_flags)
+        return cls(flags=flags, gates=gates)
+
+    def kubelet_flags(self) -> dict[str, str]:
+        """The managed flags as the drop-in carries them."""
+        return join_gates(self.flags, self.gates)
+
+
+def render_args(flags: Mapping[str, str]) -> str:
+    """The managed flags as the drop-in's argument list (sorted, so equal flags render equal)."""
     args = []
     for name, value in sorted(managed_subset(flags).items()):
         if not _SAFE_VALUE.match(value):
             raise DropinError(f"flag {name}: value {value!r} cannot be written into a kubelet drop-in")
         args.append(f"--{name}={value}")
-    return f'{HEADER}\n[Service]\nEnvironment="{ENV_NAME}={" ".join(args)}"\n'
+    return " ".join(args)
+
+
+def render_dropin(flags: Mapping[str, str]) -> str:
+    """The drop-in text for the managed flags (others are not this service's to write)."""
+    return f'{HEADER}\n[Service]\nEnvironment="{ENV_NAME}={render_args(flags)}"\n'
 
 
 def parse_dropin(text: str) -> dict[str, str]:

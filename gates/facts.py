@@ -77,6 +77,31 @@ def parse_feature_gates(value: str) -> dict[str, bool]:
     return gates
 
 
+MAX_GATES = 200
+
+
+def normalize_gate_map(value: Any) -> dict[str, bool]:
+    """Validate feature gates given as a map: ``{"Name": true}``; values are booleans or the strings
+    ``"true"``/``"false"``. Returns the map with boolean values."""
+    if not isinstance(value, Mapping):
+        raise ValueError("must be an object mapping gate names to true or false")
+    if len(value) > MAX_GATES:
+        raise ValueError(f"at most {MAX_GATES} feature gates")
+    gates: dict[str, bool] = {}
+    for name, raw in value.items():
+        if not isinstance(name, str) or not _GATE_NAME.match(name):
+            raise ValueError(
+                f"{str(name)[:80]!r} is not a feature gate name (letters and digits, starting with a letter)"
+            )
+        if isinstance(raw, bool):
+            gates[name] = raw
+        elif isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
+            gates[name] = raw.strip().lower() == "true"
+        else:
+            raise ValueError(f"feature gate {name}: {str(raw)[:40]!r} is not true or false")
+    return gates
+
+
 def format_feature_gates(gates: Mapping[str, bool]) -> str:
     return ",".join(f"{name}={'true' if on else 'false'}" for name, on in sorted(gates.items()))
 

@@ -3,8 +3,11 @@
 ``audit_create`` queues an audit (refusing one that would overlap an active audit);
 ``audit_execute`` runs it: it claims the audit and a lease on each node, reads the nodes through
 the driver with bounded concurrency (threads do only the I/O), and writes observations and node
-updates in batches from one thread. It is safe to run twice: the claim is a conditional update,
-and a resumed audit skips the nodes it already observed.
+updates in batches from one thread. It is safe to run twice: every transition is a conditional
+update on the audit's state (:data:`nodes.states.AUDIT`), and a resumed audit skips the nodes it
+already observed. It enforces its own time limit (``PIDNS_AUDIT_TIME_LIMIT``) whatever the worker
+pool: past it, what was read is kept and the audit is queued again to resume, or ends
+``timed-out`` after ``PIDNS_AUDIT_MAX_ATTEMPTS`` tries.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from concurrent.futures import TimeoutError as FuturesTimeout
 from datetime import timedelta
 
 from django.conf import settings
@@ -23,58 +26,30 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from core.events import event_record
-from drivers.base import Driver, DriverError, Endpoint, ErrorCode, ObservedFacts
-from drivers.docker_engine import DockerEngineDriver
-from drivers.dropin import MANAGED_FLAGS
+from core.exceptions import Conflict
+from drivers.base import Driver, DriverError, ErrorCode
 
-from .decisions import decision_columns
-from .drift import detect_drift
-from .models import AUDIT_ACTIVE_STATES, NODE_OBSERVED_FIELDS, Audit, AuditStatus, Cluster, Node, NodeObservation
+from .access import default_driver, endpoint_for
+from .models import AUDIT_ACTIVE_STATES, Audit, AuditStatus, Cluster, Node, NodeObservation, ObservedVia
+from .observations import READING_FIELDS, Reading, apply_reading
+from .states import AUDIT
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[Audit], None]
-UNREACHABLE_CODES = (
-    ErrorCode.UNREACHABLE,
-    ErrorCode.TIMEOUT,
-    ErrorCode.TLS,
-    ErrorCode.TLS_REQUIRED,
-    ErrorCode.NO_ENDPOINT,
-)
-NODE_AUDIT_FIELDS = (
-    "kubelet_version",
-    "runtime_version",
-    "docker_api_version",
-    "kubelet_flags",
-    "pause_image",
-    *NODE_OBSERVED_FIELDS,
-)
 
 
-class AuditConflict(Exception):
+class AuditConflict(Conflict):
     """An active audit already covers some of these nodes."""
 
     def __init__(self, audit: Audit):
         self.audit = audit
         super().__init__(f"audit {audit.pk} is already {audit.status} for these nodes")
 
+    def payload(self, request=None) -> dict:
+        from rest_framework.reverse import reverse
 
-def default_driver() -> Driver:
-    return DockerEngineDriver(poll_interval=settings.PIDNS_VERIFY_POLL)
-
-
-def endpoint_for(node: Node) -> Endpoint:
-    """How to reach a node: its endpoint, and its (or its cluster's) TLS credentials."""
-    credential = node.docker_credential or node.cluster.docker_credential
-    return Endpoint(
-        url=node.docker_endpoint,
-        tls_ca=credential.ca_cert if credential else "",
-        tls_cert=credential.client_cert if credential else "",
-        tls_key=credential.client_key if credential else "",
-        insecure=node.docker_insecure,
-        timeout=settings.PIDNS_DRIVER_TIMEOUT,
-        kubelet_dir=settings.PIDNS_KUBELET_DIR,
-    )
+        return {"detail": str(self), "audit": reverse("audit-detail", args=[self.audit.pk], request=request)}
 
 
 def audit_nodes(audit: Audit):
@@ -87,7 +62,7 @@ def audit_create(*, actor: str, cluster: Cluster | None = None, concurrency: int
     """Queue an audit of the fleet or of one cluster. Raises AuditConflict when an active audit
     already covers these nodes. The caller enqueues ``audit_run`` after commit."""
     # Serialise creations so two requests cannot both see "no active audit".
-    list(Cluster.objects.select_for_update().filter(pk=cluster.pk) if cluster else Cluster.objects.none())
+    list(Cluster.objects.select_for_update().filter(**({"pk": cluster.pk} if cluster else {})).values_list("pk"))
     active = Audit.objects.filter(status__in=AUDIT_ACTIVE_STATES)
     if cluster is not None:
         active = active.filter(Q(cluster__isnull=True) | Q(cluster=cluster))
@@ -108,98 +83,33 @@ def audit_create(*, actor: str, cluster: Cluster | None = None, concurrency: int
     return audit
 
 
-@dataclass
-class _Result:
-    node: Node
-    facts: ObservedFacts | None
-    error: DriverError | None
-    duration_ms: int
-
-
-def _observe(driver: Driver, node: Node) -> _Result:
+def _observe(driver: Driver, node: Node) -> Reading:
     started = time.monotonic()
     try:
-        facts = driver.facts(endpoint_for(node))
-        return _Result(node, facts, None, int((time.monotonic() - started) * 1000))
+        return Reading(node, facts=driver.facts(endpoint_for(node)), duration_ms=_ms(started))
     except DriverError as exc:
-        return _Result(node, None, exc, int((time.monotonic() - started) * 1000))
+        return Reading(node, error=exc, duration_ms=_ms(started))
     except Exception as exc:  # a driver bug must become a node error, not a lost audit
         log.exception("driver failed on node %s", node.pk)
         error = DriverError(ErrorCode.ENGINE_ERROR, f"unexpected driver error: {type(exc).__name__}: {exc}")
-        return _Result(node, None, error, int((time.monotonic() - started) * 1000))
+        return Reading(node, error=error, duration_ms=_ms(started))
 
 
-def _apply_result(result: _Result, now) -> NodeObservation:
-    """Update the node in memory from one result and build its observation."""
-    node = result.node
-    expected = node.facts()
-    if result.facts is not None:
-        observed = result.facts.as_dict()
-        other_flags = {k: v for k, v in (node.kubelet_flags or {}).items() if k not in MANAGED_FLAGS}
-        node.kubelet_version = observed["kubelet_version"] or node.kubelet_version
-        node.runtime_version = observed["runtime_version"]
-        node.docker_api_version = observed["docker_api_version"]
-        node.kubelet_flags = {**other_flags, **observed["kubelet_flags"]}
-        node.pause_image = observed["pause_image"] or node.pause_image
-        node.observed_pid_namespace = observed["observed_pid_namespace"]
-        node.reachable = True
-        node.audit_error = node.audit_error_code = ""
-        columns = decision_columns(node.facts(), node.cluster.plan)
-        for column, value in columns.items():
-            setattr(node, column, value)
-        node.drift_details = detect_drift(expected, observed, columns["pid_namespace"])
-        node.drift = bool(node.drift_details)
-    else:
-        error = result.error
-        observed = dict(error.facts)
-        node.reachable = error.code not in UNREACHABLE_CODES
-        node.audit_error = error.message[:2000]
-        node.audit_error_code = error.code
-        node.observed_pid_namespace = "unknown"
-        if error.facts.get("runtime_version"):
-            node.runtime_version = error.facts["runtime_version"]
-            node.docker_api_version = error.facts.get("docker_api_version", "")
-            for column, value in decision_columns(node.facts(), node.cluster.plan).items():
-                setattr(node, column, value)
-        node.drift_details = []
-        node.drift = False
-    node.last_audit_at = now
-    return NodeObservation(
-        node=node,
-        observed_at=now,
-        reachable=bool(node.reachable),
-        error_code=result.error.code if result.error else "",
-        error=result.error.message[:2000] if result.error else "",
-        facts=observed,
-        observed_pid_namespace=node.observed_pid_namespace,
-        drift=node.drift,
-        drift_details=node.drift_details,
-        duration_ms=result.duration_ms,
-    )
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
 
 
-def node_record(*, node: Node, facts: ObservedFacts | None = None, error: DriverError | None = None) -> NodeObservation:
-    """Record what was just read from one node outside an audit (a rollout's preflight)."""
-    from .decisions import DECISION_COLUMNS
-
-    observation = _apply_result(_Result(node, facts, error, 0), timezone.now())
-    with transaction.atomic():
-        observation.save()
-        node.save(update_fields=[*NODE_AUDIT_FIELDS, *DECISION_COLUMNS])
-    return observation
-
-
-def _record(audit: Audit, batch: list[_Result]) -> None:
+def _record(audit: Audit, batch: list[Reading]) -> None:
     now = timezone.now()
-    observations = [_apply_result(r, now) for r in batch]
+    observations = [apply_reading(r, via=ObservedVia.AUDIT, now=now) for r in batch]
     for observation in observations:
         observation.audit = audit
     nodes = [r.node for r in batch]
-    from .decisions import DECISION_COLUMNS
-
+    for node in nodes:
+        node.last_audit_at = now
     with transaction.atomic():
         NodeObservation.objects.bulk_create(observations, ignore_conflicts=True)
-        Node.objects.bulk_update(nodes, [*NODE_AUDIT_FIELDS, *DECISION_COLUMNS], batch_size=500)
+        Node.objects.bulk_update(nodes, [*READING_FIELDS, "last_audit_at"], batch_size=500)
         Audit.objects.filter(pk=audit.pk).update(
             done=F("done") + len(batch),
             failed=F("failed") + sum(1 for r in batch if r.error is not None),
@@ -213,8 +123,9 @@ def _record(audit: Audit, batch: list[_Result]) -> None:
 
 def _claim(audit_id: int) -> Audit | None:
     now = timezone.now()
-    claimed = Audit.objects.filter(pk=audit_id, status=AuditStatus.QUEUED).update(
-        status=AuditStatus.RUNNING,
+    claimed = AUDIT.apply(
+        Audit.objects.filter(pk=audit_id),
+        "claim",
         started_at=Coalesce(F("started_at"), now),
         heartbeat_at=now,
         attempts=F("attempts") + 1,
@@ -242,21 +153,71 @@ def _claim_nodes(audit: Audit) -> tuple[list[Node], int, int]:
     return nodes, already, skipped
 
 
-def audit_execute(*, audit_id: int, driver: Driver | None = None, progress: Progress | None = None) -> Audit | None:
-    """Run a queued audit to the end. Returns None when the audit is not queued (another worker
-    has it, or it is finished): running it twice is harmless."""
+class TimeLimitReached(Exception):
+    """The audit's own time limit passed; what was read is kept."""
+
+
+def audit_execute(
+    *,
+    audit_id: int,
+    driver: Driver | None = None,
+    progress: Progress | None = None,
+    time_limit: float | None = None,
+) -> Audit | None:
+    """Run a queued audit to the end, or to its time limit. Returns None when the audit is not
+    queued (another worker has it, or it is finished): running it twice is harmless.
+
+    Past the time limit the audit goes back to the queue (the caller sends it again) or, on its last
+    attempt, ends ``timed-out``; the nodes read so far stay recorded either way.
+    """
     audit = _claim(audit_id)
     if audit is None:
         return None
     driver = driver or default_driver()
+    limit = settings.PIDNS_AUDIT_TIME_LIMIT if time_limit is None else time_limit
+    deadline = time.monotonic() + limit
     try:
         nodes, already, skipped = _claim_nodes(audit)
         Audit.objects.filter(pk=audit.pk).update(total=already + len(nodes), skipped=skipped)
-        batch: list[_Result] = []
-        last_flush = time.monotonic()
-        with ThreadPoolExecutor(max_workers=max(1, min(audit.concurrency, 500)), thread_name_prefix="audit") as pool:
-            futures = [pool.submit(_observe, driver, node) for node in nodes]
-            for future in as_completed(futures):
+        _read_all(audit, driver, nodes, deadline, progress)
+        AUDIT.apply(Audit.objects.filter(pk=audit.pk), "succeed", finished_at=timezone.now(), error="")
+    except TimeLimitReached:
+        audit_out_of_time(audit=audit, reason=f"the time limit of {limit:g}s was reached")
+    except Exception as exc:
+        _fail(audit, f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        Node.objects.filter(audit_lease=audit).update(audit_lease=None, audit_lease_until=None)
+    audit.refresh_from_db()
+    if progress:
+        progress(audit)
+    if audit.status in (AuditStatus.SUCCEEDED, AuditStatus.TIMED_OUT):
+        event_record(
+            actor="task:audit_run",
+            verb="finish",
+            object_type="audit",
+            object_id=audit.pk,
+            object_repr=str(audit),
+            after={
+                "status": audit.status,
+                "total": audit.total,
+                "done": audit.done,
+                "failed": audit.failed,
+                "drifted": audit.drifted,
+                "skipped": audit.skipped,
+            },
+        )
+    return audit
+
+
+def _read_all(audit: Audit, driver: Driver, nodes: list[Node], deadline: float, progress: Progress | None) -> None:
+    batch: list[Reading] = []
+    last_flush = time.monotonic()
+    pool = ThreadPoolExecutor(max_workers=max(1, min(audit.concurrency, 500)), thread_name_prefix="audit")
+    try:
+        futures = [pool.submit(_observe, driver, node) for node in nodes]
+        try:
+            for future in as_completed(futures, timeout=max(0.0, deadline - time.monotonic())):
                 batch.append(future.result())
                 if len(batch) >= 500 or time.monotonic() - last_flush > 0.5:
                     _record(audit, batch)
@@ -264,47 +225,58 @@ def audit_execute(*, audit_id: int, driver: Driver | None = None, progress: Prog
                     if progress:
                         audit.refresh_from_db()
                         progress(audit)
-        if batch:
-            _record(audit, batch)
-        Audit.objects.filter(pk=audit.pk, status=AuditStatus.RUNNING).update(
-            status=AuditStatus.SUCCEEDED, finished_at=timezone.now()
-        )
-    except Exception as exc:
-        Audit.objects.filter(pk=audit.pk).update(
-            status=AuditStatus.FAILED, finished_at=timezone.now(), error=f"{type(exc).__name__}: {exc}"[:2000]
-        )
-        raise
+        except FuturesTimeout:
+            # Keep what has been read; the nodes still being read are read again on resume.
+            batch += [f.result() for f in futures if f.done() and not f.cancelled()]
+            raise TimeLimitReached from None
+        finally:
+            if batch:
+                _record(audit, _unrecorded(audit, batch))
     finally:
-        Node.objects.filter(audit_lease=audit).update(audit_lease=None, audit_lease_until=None)
-    audit.refresh_from_db()
-    if progress:
-        progress(audit)
-    event_record(
-        actor="task:audit_run",
-        verb="finish",
-        object_type="audit",
-        object_id=audit.pk,
-        object_repr=str(audit),
-        after={
-            "status": audit.status,
-            "total": audit.total,
-            "done": audit.done,
-            "failed": audit.failed,
-            "drifted": audit.drifted,
-            "skipped": audit.skipped,
-        },
-    )
-    return audit
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
-def audit_requeue(*, audit: Audit, reason: str) -> bool:
-    """Put a running audit back in the queue (its worker is gone). Returns whether it was."""
-    updated = Audit.objects.filter(pk=audit.pk, status=AuditStatus.RUNNING, heartbeat_at=audit.heartbeat_at).update(
-        status=AuditStatus.QUEUED, error=reason[:2000]
+def _unrecorded(audit: Audit, batch: list[Reading]) -> list[Reading]:
+    seen = set(NodeObservation.objects.filter(audit=audit).values_list("node_id", flat=True))
+    unique = {r.node.pk: r for r in batch if r.node.pk not in seen}
+    return list(unique.values())
+
+
+def _fail(audit: Audit, error: str) -> None:
+    """The audit itself broke: guarded (only a running audit fails), and written to the audit log."""
+    if AUDIT.apply(Audit.objects.filter(pk=audit.pk), "fail", finished_at=timezone.now(), error=error[:2000]):
+        event_record(
+            actor="task:audit_run",
+            verb="fail",
+            object_type="audit",
+            object_id=audit.pk,
+            object_repr=str(audit),
+            after={"status": AuditStatus.FAILED, "error": error[:500]},
+        )
+
+
+def audit_out_of_time(*, audit: Audit, reason: str) -> str | None:
+    """A running audit ran out of time: queued again to resume (the caller sends it), or
+    ``timed-out`` on its last attempt. Returns the new status, or None if it was not running."""
+    audit.refresh_from_db(fields=["attempts", "done", "total", "heartbeat_at"])
+    if audit.attempts < settings.PIDNS_AUDIT_MAX_ATTEMPTS:
+        reason = f"{reason} after {audit.done} of {audit.total} nodes; resuming"
+        return AuditStatus.QUEUED if audit_requeue(audit=audit, reason=reason, actor="task:audit_run") else None
+    error = f"{reason} on each of {audit.attempts} attempts ({audit.done} of {audit.total} nodes read)"
+    if not AUDIT.apply(Audit.objects.filter(pk=audit.pk), "time-out", finished_at=timezone.now(), error=error):
+        return None
+    return AuditStatus.TIMED_OUT
+
+
+def audit_requeue(*, audit: Audit, reason: str, actor: str = "task:reconcile") -> bool:
+    """Put a running audit back in the queue (its worker is gone, or its time ran out). Guarded by
+    the heartbeat the caller saw, so a live worker's audit is not taken. Returns whether it was."""
+    updated = AUDIT.apply(
+        Audit.objects.filter(pk=audit.pk, heartbeat_at=audit.heartbeat_at), "requeue", error=reason[:2000]
     )
     if updated:
         event_record(
-            actor="task:reconcile",
+            actor=actor,
             verb="requeue",
             object_type="audit",
             object_id=audit.pk,

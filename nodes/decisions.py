@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+from drivers.dropin import MANAGED_FLAGS, Desired
 from gates.facts import FactsError, parse_facts
 from gates.plans import decide
 from gates.policy import INTENT_DEFAULT, ISOLATED, SHARED, Decision
@@ -39,6 +40,23 @@ def node_decision(values: Mapping[str, Any], plan: str, intent: str = INTENT_DEF
         return decide(parse_facts(facts), plan, intent), ""
     except FactsError as exc:
         return None, str(exc)
+
+
+def with_desired(values: Mapping[str, Any], desired: Desired | None) -> dict[str, Any]:
+    """The facts with the desired managed settings in place of the observed ones (the flags that are
+    not this service's to manage are kept)."""
+    facts = facts_of(values)
+    if desired is None:
+        return facts
+    others = {k: v for k, v in facts["kubelet_flags"].items() if k not in MANAGED_FLAGS}
+    return {**facts, "kubelet_flags": {**others, **desired.kubelet_flags()}}
+
+
+def expected_mode(values: Mapping[str, Any], desired: Desired | None, plan: str) -> str:
+    """The mode the node's pods should run in: the decision for its observed facts with the desired
+    settings applied; ``unknown`` when it cannot be decided."""
+    decision, _ = node_decision(with_desired(values, desired), plan)
+    return decision.pid_namespace if decision is not None else UNKNOWN
 
 
 def decision_columns(values: Mapping[str, Any], plan: str) -> dict[str, str]:

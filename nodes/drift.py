@@ -1,35 +1,60 @@
-"""Drift: what an audit saw that the inventory did not expect. Pure function."""
+"""Drift: where a reading of a node differs from what the service wants of it. Pure functions.
+
+Drift is measured against the *desired* state only: a managed kubelet flag or feature gate whose
+observed value is not the desired one, or pods running in another mode than the desired settings
+give on this node (or in mixed modes). A version that changed since the last reading is history,
+not drift; a node the service has no intent for yet (no desired state) drifts only by its pods.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from drivers.dropin import managed_subset
+from drivers.dropin import Desired, split_gates
 
-COMPARED_FACTS = ("kubelet_version", "runtime_version", "pause_image")
 NODE_MODES = ("shared", "isolated")
+MIXED = "mixed"
 
 
-def detect_drift(expected: Mapping[str, Any], observed: Mapping[str, Any], decided_mode: str) -> list[dict[str, Any]]:
-    """Differences between the inventory's facts and the observed ones, and pods whose mode is
-    not the one the decision engine gives for the observed facts.
+def _differences(field: str, desired: Mapping[str, Any], observed: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"field": field, "key": key, "desired": desired.get(key), "observed": observed.get(key)}
+        for key in sorted(set(desired) | set(observed))
+        if desired.get(key) != observed.get(key)
+    ]
 
-    A node the inventory knew nothing about (no kubelet version) has no expectations yet, so
-    only its pods' modes are checked.
+
+def detect_drift(
+    *, desired: Desired | None, observed_flags: Mapping[str, str], observed_mode: str, expected_mode: str
+) -> list[dict[str, Any]]:
+    """The differences between what the service wants of a node and what was read on it.
+
+    ``expected_mode`` is the mode the decision engine gives for the observed facts with the desired
+    settings in place of the managed ones (see :func:`nodes.decisions.expected_mode`).
     """
     drift: list[dict[str, Any]] = []
-    known = bool(expected.get("kubelet_version"))
-    if known:
-        for field in COMPARED_FACTS:
-            before, now = expected.get(field) or "", observed.get(field) or ""
-            if before and now and before != now:
-                drift.append({"field": field, "expected": before, "observed": now})
-        before_flags = managed_subset(dict(expected.get("kubelet_flags") or {}))
-        now_flags = managed_subset(dict(observed.get("kubelet_flags") or {}))
-        if before_flags != now_flags:
-            drift.append({"field": "kubelet_flags", "expected": before_flags, "observed": now_flags})
-    mode = observed.get("observed_pid_namespace")
-    if mode == "mixed" or mode in NODE_MODES and decided_mode in NODE_MODES and mode != decided_mode:
-        drift.append({"field": "observed_pid_namespace", "expected": decided_mode, "observed": mode})
+    if desired is not None:
+        flags, gates = split_gates(observed_flags)
+        drift += _differences("kubelet_flags", desired.flags, flags)
+        drift += _differences("feature_gates", desired.gates, gates)
+    if observed_mode == MIXED or (
+        observed_mode in NODE_MODES and expected_mode in NODE_MODES and observed_mode != expected_mode
+    ):
+        drift.append({"field": "observed_pid_namespace", "desired": expected_mode, "observed": observed_mode})
     return drift
+
+
+def describe(entry: Mapping[str, Any]) -> str:
+    """One drift entry in words."""
+    field = entry.get("field")
+    if field == "observed_pid_namespace":
+        if entry.get("observed") == MIXED:
+            return "pods run in mixed PID-namespace modes (some were not recreated since the kubelet changed)"
+        return f"pods are {entry.get('observed')}, the desired settings give {entry.get('desired')}"
+    what = "flag --" if field == "kubelet_flags" else "feature gate "
+    desired, observed = entry.get("desired"), entry.get("observed")
+    return (
+        f"{what}{entry.get('key')}: wanted {'unset' if desired is None else desired}, "
+        f"found {'unset' if observed is None else observed}"
+    )

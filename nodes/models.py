@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from django.db import models
 
+from drivers.dropin import Desired
 from gates import policy
 
+from . import states
 from .validation import FieldValidator
 
 
@@ -98,12 +100,34 @@ class Cluster(models.Model):
         return self.name
 
 
-class Node(models.Model):
-    """A node of a cluster: how to reach its Docker engine, and the facts seen on it.
+class ObservedVia(models.TextChoices):
+    """How the observed facts of a node were last read."""
 
-    The observed facts (versions, flags, pause image, observed mode) come from audits or from
-    the inventory import. The decision columns (``pid_namespace`` to ``decision_error``) are
-    derived from the facts under the cluster's plan and kept for filtering and aggregation.
+    INVENTORY = "inventory", "reported by the inventory"
+    AUDIT = "audit"
+    PREFLIGHT = "preflight", "a rollout operation's first read"
+    VERIFY = "verify", "a rollout operation's verification"
+    SYNC = "sync", "the cluster's Kubernetes API"
+
+
+class Node(models.Model):
+    """A node of a cluster: how to reach it, what the service wants of it, and what was seen on it.
+
+    Like a Kubernetes object's spec and status, two kinds of state are kept apart:
+
+    * **desired** (``desired_flags``, ``desired_gates``): the managed kubelet flags and feature gates
+      the service intends for the node; ``None`` when it has no intent yet. Written by inventory
+      edits and imports, and by a rollout operation once it has written the node (and by its
+      rollback). Never by an audit or a sync.
+    * **observed** (versions, ``kubelet_flags``, pause image, ``observed_pid_namespace``, ``ready``,
+      ``cordoned``, ``reachable``): what was last read, with ``observed_at`` and ``observed_via``.
+      Written by audits, syncs and operations; an inventory import may report them for nodes the
+      service cannot reach.
+
+    ``drift`` says the last reading differs from the desired state on a managed key, or the pods run
+    in another mode than the desired settings give on this node. The decision columns
+    (``pid_namespace`` to ``decision_error``) are derived from the observed facts under the cluster's
+    plan, for filtering and aggregation.
     """
 
     cluster = models.ForeignKey(Cluster, on_delete=models.PROTECT, related_name="nodes")
@@ -123,6 +147,15 @@ class Node(models.Model):
         default=False, help_text="Allow plain HTTP to a non-loopback tcp:// endpoint (no TLS). Avoid."
     )
 
+    # --- desired
+    desired_flags = models.JSONField(
+        null=True, blank=True, help_text="Managed kubelet flags the service intends (feature gates apart)."
+    )
+    desired_gates = models.JSONField(null=True, blank=True, help_text="Feature gates the service intends.")
+    desired_source = models.CharField(max_length=200, blank=True, help_text="Who set the desired state last.")
+    desired_at = models.DateTimeField(null=True, blank=True)
+
+    # --- observed
     kubelet_version = models.CharField(max_length=128, blank=True, validators=[FieldValidator("kubelet_version")])
     container_runtime = models.CharField(
         max_length=16, choices=ContainerRuntime.choices, default=ContainerRuntime.DOCKER
@@ -134,15 +167,22 @@ class Node(models.Model):
     observed_pid_namespace = models.CharField(
         max_length=16, choices=ObservedPidNamespace.choices, default=ObservedPidNamespace.UNKNOWN
     )
+    observed_at = models.DateTimeField(null=True, blank=True)
+    observed_via = models.CharField(max_length=16, choices=ObservedVia.choices, blank=True, default="")
+    ready = models.BooleanField(null=True, default=None, help_text="The node's Ready condition (Kubernetes API).")
+    cordoned = models.BooleanField(null=True, default=None, help_text="spec.unschedulable (Kubernetes API).")
     reachable = models.BooleanField(null=True, default=None)
     last_audit_at = models.DateTimeField(null=True, blank=True)
     audit_error = models.TextField(blank=True)
     audit_error_code = models.CharField(max_length=32, blank=True)
-    drift = models.BooleanField(default=False, db_index=True, help_text="The last audit saw something unexpected.")
+    drift = models.BooleanField(
+        default=False, db_index=True, help_text="The last reading differs from the desired state."
+    )
     drift_details = models.JSONField(default=list, blank=True)
     audit_lease = models.ForeignKey("Audit", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     audit_lease_until = models.DateTimeField(null=True, blank=True)
 
+    # --- derived from the observed facts
     kubelet_minor = models.CharField(max_length=16, blank=True, db_index=True)
     runtime_line = models.CharField(
         max_length=16, blank=True, default="", help_text="Docker release line (1.12, 17.03) or the runtime's name."
@@ -171,6 +211,7 @@ class Node(models.Model):
         return f"{self.cluster_id}/{self.name}"
 
     def facts(self) -> dict:
+        """The observed facts, as the decision engine takes them."""
         return {
             "kubelet_version": self.kubelet_version,
             "container_runtime": self.container_runtime,
@@ -179,10 +220,20 @@ class Node(models.Model):
             "pause_image": self.pause_image,
         }
 
+    def desired(self) -> Desired | None:
+        """What the service intends for the node, or None when it has no intent yet."""
+        if self.desired_flags is None and self.desired_gates is None:
+            return None
+        return Desired(flags=dict(self.desired_flags or {}), gates=dict(self.desired_gates or {}))
 
-# What audits observe on a node (never written through the API).
+
+# What readings of a node write (never the API).
 NODE_OBSERVED_FIELDS = (
     "observed_pid_namespace",
+    "observed_at",
+    "observed_via",
+    "ready",
+    "cordoned",
     "reachable",
     "last_audit_at",
     "audit_error",
@@ -190,26 +241,28 @@ NODE_OBSERVED_FIELDS = (
     "drift",
     "drift_details",
 )
+NODE_DESIRED_FIELDS = ("desired_flags", "desired_gates", "desired_source", "desired_at")
 
 
 class AuditStatus(models.TextChoices):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
+    QUEUED = states.QUEUED
+    RUNNING = states.RUNNING
+    SUCCEEDED = states.SUCCEEDED
+    FAILED = states.FAILED
+    TIMED_OUT = states.TIMED_OUT
 
 
-AUDIT_ACTIVE_STATES = (AuditStatus.QUEUED, AuditStatus.RUNNING)
-AUDIT_FINAL_STATES = (AuditStatus.SUCCEEDED, AuditStatus.FAILED)
+AUDIT_ACTIVE_STATES = states.AUDIT_ACTIVE
+AUDIT_FINAL_STATES = states.AUDIT_FINAL
 
 
 class Audit(models.Model):
     """One reading of the fleet (or of one cluster) from the nodes themselves.
 
-    Transitions: queued -> running -> succeeded | failed. A running audit whose heartbeat
-    stops (its worker died) is put back to queued by the reconciler and resumes; nodes already
-    observed by it are not read again. Per-node failures (unreachable, too old) do not fail the
-    audit: they are results.
+    Per-node failures (unreachable, too old) do not fail the audit: they are results. A resumed
+    audit does not read again the nodes it already observed. Transitions
+    (:data:`nodes.states.AUDIT`, each a conditional update):
+
     """
 
     status = models.CharField(max_length=16, choices=AuditStatus.choices, default=AuditStatus.QUEUED, db_index=True)
@@ -235,11 +288,16 @@ class Audit(models.Model):
         return f"audit {self.pk} ({self.status})"
 
 
+Audit.__doc__ += states.AUDIT.describe()
+
+
 class NodeObservation(models.Model):
-    """What one audit saw on one node: the facts, the observed mode, any error, and drift."""
+    """One reading of one node (by an audit, an operation or a sync): the facts, the observed mode,
+    any error, and drift against the desired state of that moment."""
 
     node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="observations")
     audit = models.ForeignKey(Audit, null=True, blank=True, on_delete=models.SET_NULL, related_name="observations")
+    source = models.CharField(max_length=16, choices=ObservedVia.choices, default=ObservedVia.AUDIT)
     observed_at = models.DateTimeField(db_index=True)
     reachable = models.BooleanField()
     error_code = models.CharField(max_length=32, blank=True)

@@ -1,9 +1,16 @@
-"""Writes to the inventory. Every change keeps the decision columns in step and is audited."""
+"""Writes to the inventory. Every change keeps the decision columns and drift in step and is
+audited.
+
+Inventory writes may set a node's desired state (``desired_flags``, ``desired_gates``) and may
+report its facts (versions, ``kubelet_flags``, pause image) for nodes the service cannot read
+itself: reported facts are observed facts with ``observed_via="inventory"``. Reported flags become
+the desired ones unless the write sets the desired state too. Rollout operations set the desired
+state through :func:`node_desire`; readings never do (:mod:`nodes.observations`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from django.db import transaction
@@ -11,20 +18,13 @@ from django.db.models import ProtectedError
 from django.utils import timezone
 
 from core.events import event_record
-from gates.policy import PLANS
+from core.exceptions import Conflict, DomainError
+from drivers.dropin import Desired
 
 from .decisions import DECISION_COLUMNS, decision_columns
-from .models import Cluster, DockerCredential, Node
-from .validation import (
-    DEFAULTS,
-    FACT_FIELDS,
-    NORMALIZERS,
-    normalize_cluster_name,
-    normalize_labels,
-    validate_node_row,
-)
-
-Progress = Callable[[str, int, int], None]
+from .models import NODE_DESIRED_FIELDS, Cluster, DockerCredential, Node, ObservedVia
+from .observations import refresh_drift
+from .validation import FACT_FIELDS
 
 NODE_SNAPSHOT_FIELDS = (
     "name",
@@ -34,17 +34,19 @@ NODE_SNAPSHOT_FIELDS = (
     "docker_insecure",
     *FACT_FIELDS,
     "docker_api_version",
+    "desired_flags",
+    "desired_gates",
 )
 CLUSTER_FIELDS = ("name", "plan", "description", "labels")
 MAX_REPORTED_ERRORS = 1000
 
 
-class InventoryError(Exception):
+class InventoryError(DomainError):
     """A change the inventory refuses; ``errors`` maps fields to messages."""
 
-    def __init__(self, errors: Mapping[str, Any]):
-        self.errors = dict(errors)
-        super().__init__(str(self.errors))
+
+class InventoryConflict(Conflict, InventoryError):
+    """A change that conflicts with what the inventory holds (a cluster that still has nodes)."""
 
 
 def node_snapshot(node: Node) -> dict[str, Any]:
@@ -63,6 +65,30 @@ def cluster_snapshot(cluster: Cluster) -> dict[str, Any]:
 def _apply_decision(node: Node, plan: str) -> None:
     for column, value in decision_columns(node.facts(), plan).items():
         setattr(node, column, value)
+
+
+def desired_from_write(values: Mapping[str, Any], node: Node | None = None) -> dict[str, Any]:
+    """The desired-state fields an inventory write sets: the ones it gives, else the managed part
+    of the flags it reports (a node is held to the flags the inventory says it has)."""
+    if "desired_flags" in values or "desired_gates" in values:
+        flags = values.get("desired_flags", node.desired_flags if node else None)
+        gates = values.get("desired_gates", node.desired_gates if node else None)
+        if flags is not None or gates is not None:
+            flags, gates = flags or {}, gates or {}
+        return {"desired_flags": flags, "desired_gates": gates}
+    if "kubelet_flags" in values:
+        desired = Desired.of(values["kubelet_flags"] or {})
+        return {"desired_flags": desired.flags, "desired_gates": desired.gates}
+    return {}
+
+
+def _stamp(node: Node, values: Mapping[str, Any], actor: str, now) -> None:
+    """Mark what a write set: reported facts as observed by the inventory, a desired state as set by
+    the actor."""
+    if any(f in values for f in (*FACT_FIELDS, "docker_api_version")):
+        node.observed_via, node.observed_at = ObservedVia.INVENTORY, now
+    if "desired_flags" in values or "desired_gates" in values:
+        node.desired_source, node.desired_at = actor[:200], now
 
 
 # --- clusters ------------------------------------------------------------------------------------
@@ -116,7 +142,7 @@ def cluster_delete(*, actor: str, cluster: Cluster) -> None:
     try:
         cluster.delete()
     except ProtectedError:
-        raise InventoryError(
+        raise InventoryConflict(
             {"cluster": [f"cluster {cluster.name} still has nodes; delete or move them first"]}
         ) from None
     event_record(
@@ -124,24 +150,38 @@ def cluster_delete(*, actor: str, cluster: Cluster) -> None:
     )
 
 
+REFRESHED_FIELDS = (*DECISION_COLUMNS, "drift", "drift_details")
+
+
 def cluster_refresh_decisions(*, cluster: Cluster, batch_size: int = 2000) -> int:
-    """Recompute the stored decision columns of a cluster's nodes. Returns how many changed."""
+    """Recompute the stored decision columns (and the drift, which depends on the plan) of a
+    cluster's nodes. Returns how many changed."""
     changed: list[Node] = []
     count = 0
-    fields = ("id", *FACT_FIELDS, *DECISION_COLUMNS)
+    fields = (
+        "id",
+        "cluster_id",
+        *FACT_FIELDS,
+        *REFRESHED_FIELDS,
+        "observed_pid_namespace",
+        "observed_via",
+        "desired_flags",
+        "desired_gates",
+    )
     for node in Node.objects.filter(cluster=cluster).only(*fields).iterator(chunk_size=batch_size):
-        columns = decision_columns(node.facts(), cluster.plan)
-        if any(getattr(node, c) != v for c, v in columns.items()):
-            for c, v in columns.items():
-                setattr(node, c, v)
+        node.cluster = cluster
+        before = [getattr(node, c) for c in REFRESHED_FIELDS]
+        _apply_decision(node, cluster.plan)
+        refresh_drift(node)
+        if [getattr(node, c) for c in REFRESHED_FIELDS] != before:
             changed.append(node)
         if len(changed) >= batch_size:
             count += len(changed)
-            Node.objects.bulk_update(changed, DECISION_COLUMNS)
+            Node.objects.bulk_update(changed, REFRESHED_FIELDS)
             changed = []
     if changed:
         count += len(changed)
-        Node.objects.bulk_update(changed, DECISION_COLUMNS)
+        Node.objects.bulk_update(changed, REFRESHED_FIELDS)
     return count
 
 
@@ -184,7 +224,7 @@ def credential_delete(*, actor: str, credential: DockerCredential) -> None:
     try:
         credential.delete()
     except ProtectedError:
-        raise InventoryError({"credential": [f"credential {credential.name} is in use"]}) from None
+        raise InventoryConflict({"credential": [f"credential {credential.name} is in use"]}) from None
     event_record(
         actor=actor, verb="delete", object_type="credential", object_id=pk, object_repr=before["name"], before=before
     )
@@ -195,9 +235,12 @@ def credential_delete(*, actor: str, credential: DockerCredential) -> None:
 
 @transaction.atomic
 def node_create(*, actor: str, cluster: Cluster, name: str, **values: Any) -> Node:
-    """Create a node with its decision columns filled."""
+    """Create a node with its decision columns and drift filled."""
+    values = {**values, **desired_from_write(values)}
     node = Node(cluster=cluster, name=name, **values)
+    _stamp(node, values, actor, timezone.now())
     _apply_decision(node, cluster.plan)
+    refresh_drift(node)
     node.save()
     event_record(
         actor=actor,
@@ -212,13 +255,18 @@ def node_create(*, actor: str, cluster: Cluster, name: str, **values: Any) -> No
 
 @transaction.atomic
 def node_update(*, actor: str, node: Node, **changes: Any) -> Node:
-    """Change a node; facts or a move to another cluster re-decide it."""
+    """Change a node; facts or a move to another cluster re-decide it, a new desired state or new
+    facts re-measure its drift."""
     before = node_snapshot(node)
-    for field_name, value in changes.items():
+    for field_name in changes:
         if field_name not in (*NODE_SNAPSHOT_FIELDS, "cluster", "docker_credential"):
             raise InventoryError({field_name: ["this field cannot be changed"]})
+    changes = {**changes, **desired_from_write(changes, node)}
+    for field_name, value in changes.items():
         setattr(node, field_name, value)
+    _stamp(node, changes, actor, timezone.now())
     _apply_decision(node, node.cluster.plan)
+    refresh_drift(node)
     node.save()
     event_record(
         actor=actor,
@@ -247,174 +295,10 @@ def node_delete(*, actor: str, node: Node) -> None:
     )
 
 
-# --- import --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ImportResult:
-    created: int
-    updated: int
-    clusters_created: int
-    clusters_updated: int
-
-    @property
-    def total(self) -> int:
-        return self.created + self.updated
-
-
-def _validate_cluster_rows(rows: Iterable[Any]) -> tuple[list[dict], dict[int, dict[str, list[str]]]]:
-    clean_rows, errors = [], {}
-    for index, row in enumerate(rows):
-        row_errors: dict[str, list[str]] = {}
-        if not isinstance(row, Mapping):
-            errors[index] = {"non_field_errors": ["each cluster must be an object"]}
-            continue
-        for key in row:
-            if key not in CLUSTER_FIELDS:
-                row_errors.setdefault(str(key)[:60], []).append("unknown field")
-        clean: dict[str, Any] = {}
-        try:
-            clean["name"] = normalize_cluster_name(row.get("name"))
-        except ValueError as exc:
-            row_errors.setdefault("name", []).append(str(exc))
-        plan = row.get("plan", "proposal")
-        if plan not in PLANS:
-            row_errors.setdefault("plan", []).append(f"{str(plan)[:40]!r} is not a plan (one of {', '.join(PLANS)})")
-        clean["plan"] = plan
-        description = row.get("description", "")
-        if not isinstance(description, str) or len(description) > 2000 or "\x00" in description:
-            row_errors.setdefault("description", []).append("must be text of at most 2000 characters")
-        clean["description"] = description
-        try:
-            clean["labels"] = normalize_labels(row.get("labels"))
-        except ValueError as exc:
-            row_errors.setdefault("labels", []).append(str(exc))
-        if row_errors:
-            errors[index] = row_errors
-        else:
-            clean_rows.append(clean)
-    return clean_rows, errors
-
-
-def _reject(errors: dict[str, dict[int, Any]]) -> InventoryError:
-    """Build the error for a refused import, listing at most MAX_REPORTED_ERRORS rows per section."""
-    report: dict[str, Any] = {}
-    total = 0
-    for section, rows in errors.items():
-        if not rows:
-            continue
-        total += len(rows)
-        report[section] = {str(i): rows[i] for i in sorted(rows)[:MAX_REPORTED_ERRORS]}
-    if any(len(rows) > MAX_REPORTED_ERRORS for rows in errors.values()):
-        report["non_field_errors"] = [
-            f"{total} rows have errors; the first {MAX_REPORTED_ERRORS} of each kind are listed"
-        ]
-    return InventoryError(report)
-
-
-def nodes_import(
-    *,
-    actor: str,
-    nodes: list[Any],
-    clusters: list[Any] | None = None,
-    progress: Progress | None = None,
-    batch_size: int = 2000,
-) -> ImportResult:
-    """Create or update many nodes (and optionally clusters) at once: all or nothing.
-
-    Nodes are matched by (cluster, name). The fields present in the input are written; a field
-    that other rows have but a row lacks takes its default. Raises :class:`InventoryError` with
-    errors keyed by section (``nodes``, ``clusters``) and row index; then nothing is written.
-    """
-    report = progress or (lambda stage, done, total: None)
-    total = len(nodes)
-    cluster_rows, cluster_errors = _validate_cluster_rows(clusters or [])
-
-    clean_rows: list[dict[str, Any]] = []
-    node_errors: dict[int, dict[str, list[str]]] = {}
-    present: set[str] = set()
-    for index, row in enumerate(nodes):
-        clean, errors = validate_node_row(row)
-        if errors:
-            node_errors[index] = errors
-        clean_rows.append(clean)
-        present.update(clean)
-        if index % 5000 == 4999:
-            report("validate", index + 1, total)
-    report("validate", total, total)
-
-    with transaction.atomic():
-        clusters_created = clusters_updated = 0
-        if cluster_rows and not cluster_errors:
-            for c in cluster_rows:
-                _, was_created = Cluster.objects.update_or_create(name=c["name"], defaults=c)
-                clusters_created += was_created
-                clusters_updated += not was_created
-        names = {row["cluster"] for row in clean_rows if "cluster" in row}
-        known = {
-            name: (pk, plan)
-            for pk, name, plan in Cluster.objects.filter(name__in=names).values_list("id", "name", "plan")
-        }
-        seen: dict[tuple[str, str], int] = {}
-        for index, row in enumerate(clean_rows):
-            if "cluster" in row and row["cluster"] not in known:
-                node_errors.setdefault(index, {}).setdefault("cluster", []).append(
-                    f"no cluster named {row['cluster']!r}"
-                )
-            key = (row.get("cluster"), row.get("name"))
-            if None not in key:
-                if key in seen:
-                    node_errors.setdefault(index, {}).setdefault("name", []).append(
-                        f"node {key[1]} of cluster {key[0]} is already at index {seen[key]}"
-                    )
-                else:
-                    seen[key] = index
-        if node_errors or cluster_errors:
-            raise _reject({"nodes": node_errors, "clusters": cluster_errors})
-
-        cluster_ids = [pk for pk, _ in known.values()]
-        missing_facts = [f for f in FACT_FIELDS if f not in present]
-        existing_nodes: dict[tuple[int, str], dict[str, Any]] = {}
-        for values in Node.objects.filter(cluster_id__in=cluster_ids).values("cluster_id", "name", *missing_facts):
-            existing_nodes[(values.pop("cluster_id"), values.pop("name"))] = values
-
-        now = timezone.now()
-        written_fields = [f for f in NORMALIZERS if f in present and f != "name"]
-        objects: list[Node] = []
-        created = 0
-        for row in clean_rows:
-            cluster_id, plan = known[row["cluster"]]
-            values = {f: row.get(f, DEFAULTS[f]) for f in written_fields}
-            previous = existing_nodes.get((cluster_id, row["name"]))
-            if previous is None:
-                created += 1
-                facts_source = {**values}
-            else:
-                facts_source = {**previous, **values}
-            values.update(decision_columns(facts_source, plan))
-            objects.append(Node(cluster_id=cluster_id, name=row["name"], created_at=now, updated_at=now, **values))
-
-        update_fields = [*written_fields, *DECISION_COLUMNS, "updated_at"]
-        for start in range(0, len(objects), batch_size):
-            Node.objects.bulk_create(
-                objects[start : start + batch_size],
-                update_conflicts=True,
-                unique_fields=["cluster", "name"],
-                update_fields=update_fields,
-            )
-            report("write", min(start + batch_size, total), total)
-        result = ImportResult(created, total - created, clusters_created, clusters_updated)
-        event_record(
-            actor=actor,
-            verb="import",
-            object_type="node",
-            object_repr=f"{total} nodes",
-            after={
-                "created": result.created,
-                "updated": result.updated,
-                "clusters": sorted(known),
-                "clusters_created": clusters_created,
-                "clusters_updated": clusters_updated,
-            },
-        )
-    return result
+def node_desire(*, node: Node, desired: Desired, source: str) -> None:
+    """Set what the service intends for a node (a rollout operation wrote it, or rolled it back),
+    and re-measure its drift against the last reading."""
+    node.desired_flags, node.desired_gates = dict(desired.flags), dict(desired.gates)
+    node.desired_source, node.desired_at = source[:200], timezone.now()
+    refresh_drift(node)
+    node.save(update_fields=[*NODE_DESIRED_FIELDS, "drift", "drift_details"])

@@ -23,17 +23,28 @@ def audit_enqueue(audit: Audit) -> None:
     transaction.on_commit(lambda: audit_run.delay(audit.pk))
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=settings.PIDNS_AUDIT_TIME_LIMIT + 60,
+    time_limit=settings.PIDNS_AUDIT_TIME_LIMIT + 120,
+)
 def audit_run(audit_id: int) -> str:
-    """Run one queued audit. A second delivery finds it claimed and does nothing."""
+    """Run one queued audit. A second delivery finds it claimed and does nothing. The audit keeps its
+    own time limit; the worker's soft limit is a backstop that ends the same way: queued again
+    (and sent again) to resume, or timed-out on its last attempt."""
     try:
         audit = audits.audit_execute(audit_id=audit_id)
     except SoftTimeLimitExceeded:
         audit = Audit.objects.get(pk=audit_id)
-        if audits.audit_requeue(audit=audit, reason="time limit reached; resuming"):
-            audit_run.delay(audit_id)
-        return "requeued"
-    return audit.status if audit else "not queued"
+        status = audits.audit_out_of_time(audit=audit, reason="the worker's time limit was reached")
+        audit.status = status or audit.status
+    if audit is None:
+        return "not queued"
+    if audit.status == AuditStatus.QUEUED:
+        audit_enqueue(audit)
+        return "requeued to resume"
+    return audit.status
 
 
 @shared_task

@@ -18,7 +18,9 @@ from django.core.exceptions import ValidationError
 from django.utils.deconstruct import deconstructible
 
 from gates.facts import (
+    BOOL_FLAGS,
     normalize_flags,
+    normalize_gate_map,
     normalize_labels,
     normalize_pause_image,
     normalize_runtime,
@@ -46,6 +48,8 @@ NODE_FIELDS = (
     "docker_api_version",
     "kubelet_flags",
     "pause_image",
+    "desired_flags",
+    "desired_gates",
 )
 FACT_FIELDS = ("kubelet_version", "container_runtime", "runtime_version", "kubelet_flags", "pause_image")
 
@@ -133,6 +137,24 @@ def normalize_runtime_version(value: Any) -> str:
     return value.strip()
 
 
+def normalize_desired_flags(value: Any) -> dict[str, str] | None:
+    """The managed kubelet flags the service should hold a node to; null for no intent."""
+    if value is None:
+        return None
+    flags = normalize_flags(value)
+    for name in flags:
+        if name == "feature-gates":
+            raise ValueError("feature gates go in desired_gates, as a map of gate names to true or false")
+        if name not in BOOL_FLAGS:
+            raise ValueError(f"flag {name} is not one this service manages (one of {', '.join(BOOL_FLAGS)})")
+    return flags
+
+
+def normalize_desired_gates(value: Any) -> dict[str, bool] | None:
+    """The feature gates the service should hold a node to; null for no intent."""
+    return None if value is None else normalize_gate_map(value)
+
+
 NORMALIZERS = {
     "name": normalize_node_name,
     "labels": normalize_labels,
@@ -144,6 +166,8 @@ NORMALIZERS = {
     "docker_api_version": normalize_api_version,
     "kubelet_flags": normalize_flags,
     "pause_image": normalize_pause_image,
+    "desired_flags": normalize_desired_flags,
+    "desired_gates": normalize_desired_gates,
 }
 DEFAULTS = {
     "labels": {},
@@ -155,6 +179,8 @@ DEFAULTS = {
     "docker_api_version": "",
     "kubelet_flags": {},
     "pause_image": "",
+    "desired_flags": None,
+    "desired_gates": None,
 }
 
 
@@ -186,7 +212,7 @@ def validate_node_row(row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
         if field_name not in row:
             continue
         value = row[field_name]
-        if value is None and field_name != "name":
+        if value is None and field_name not in ("name", "desired_flags", "desired_gates"):
             value = DEFAULTS[field_name]
         try:
             clean[field_name] = normalize(value)

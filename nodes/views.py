@@ -22,7 +22,7 @@ from rollout.selectors import fingerprint, rollouts_with_counts
 from . import audits, selectors
 from .api.filters import NodeFilter
 from .charts import stacked_bar
-from .decisions import node_decision
+from .decisions import expected_mode, node_decision
 from .models import AUDIT_ACTIVE_STATES, Audit, Cluster, NodeObservation
 from .tasks import audit_enqueue
 from .whatif import LISTED, Change, WhatIfError, whatif
@@ -120,6 +120,7 @@ class NodeDetailPage(ViewerPage):
                 towards.append({"intent": intent, "decision": target})
         context.update(
             node=node,
+            expected_mode=expected_mode(node.facts(), node.desired(), node.cluster.plan),
             decision=decision,
             decision_error=why,
             towards=towards,

@@ -2,43 +2,33 @@
 
 from django.db import models
 
+from . import states
+
 ROLLOUT_INTENTS = [("shared", "shared"), ("isolated", "isolated")]
 
 
 class RolloutStatus(models.TextChoices):
-    DRAFT = "draft"
-    RUNNING = "running"
-    PAUSED = "paused"
-    AWAITING_APPROVAL = "awaiting-approval"
-    ROLLING_BACK = "rolling-back"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    ABORTED = "aborted"
-    ROLLED_BACK = "rolled-back"
+    DRAFT = states.DRAFT
+    RUNNING = states.RUNNING
+    PAUSED = states.PAUSED
+    AWAITING_APPROVAL = states.AWAITING_APPROVAL
+    ROLLING_BACK = states.ROLLING_BACK
+    SUCCEEDED = states.SUCCEEDED
+    FAILED = states.FAILED
+    ABORTED = states.ABORTED
+    ROLLED_BACK = states.ROLLED_BACK
 
 
-ROLLOUT_ACTIVE_STATES = (
-    RolloutStatus.RUNNING,
-    RolloutStatus.PAUSED,
-    RolloutStatus.AWAITING_APPROVAL,
-    RolloutStatus.ROLLING_BACK,
-)
-ROLLOUT_FINAL_STATES = (RolloutStatus.SUCCEEDED, RolloutStatus.FAILED, RolloutStatus.ABORTED, RolloutStatus.ROLLED_BACK)
+ROLLOUT_ACTIVE_STATES = states.ROLLOUT_ACTIVE
+ROLLOUT_FINAL_STATES = states.ROLLOUT_FINAL
 
 
 class Rollout(models.Model):
     """A change of PID-namespace mode over a cluster's nodes, in waves.
 
-    Transitions (each an atomic check-and-set in ``rollout.services``):
+    Transitions (:data:`rollout.states.ROLLOUT`; each a conditional update in
+    :mod:`rollout.transitions` or :mod:`rollout.advancer`):
 
-    * draft -> running (start)
-    * running -> paused (pause) -> running (resume)
-    * running -> awaiting-approval (after the canary wave, when asked) -> running (approve)
-    * running -> succeeded (every operation done within the failure budget)
-    * running -> rolling-back (budget exceeded with auto_rollback) -> rolled-back | failed
-    * running -> failed (budget exceeded without auto_rollback)
-    * succeeded | failed | aborted -> rolling-back (rollback)
-    * draft | running | paused | awaiting-approval | rolling-back -> aborted (abort)
     """
 
     name = models.CharField(max_length=100)
@@ -74,46 +64,47 @@ class Rollout(models.Model):
         return f"rollout {self.pk} {self.name} ({self.status})"
 
 
+Rollout.__doc__ += states.ROLLOUT.describe()
+
+
 class OperationState(models.TextChoices):
-    PENDING = "pending"
-    DISPATCHED = "dispatched"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    NEEDS_MANUAL = "needs-manual"
-    CANCELLED = "cancelled"
+    PENDING = states.PENDING
+    RUNNING = states.OP_RUNNING
+    SUCCEEDED = states.OP_SUCCEEDED
+    FAILED = states.OP_FAILED
+    SKIPPED = states.SKIPPED
+    NEEDS_MANUAL = states.NEEDS_MANUAL
+    CANCELLED = states.CANCELLED
 
 
-OPERATION_ACTIVE_STATES = (OperationState.DISPATCHED, OperationState.RUNNING)
-OPERATION_FINAL_STATES = (
-    OperationState.SUCCEEDED,
-    OperationState.FAILED,
-    OperationState.SKIPPED,
-    OperationState.NEEDS_MANUAL,
-    OperationState.CANCELLED,
-)
+OPERATION_ACTIVE_STATES = states.OPERATION_ACTIVE
+OPERATION_FINAL_STATES = states.OPERATION_FINAL
 
 
 class NodeOperation(models.Model):
-    """One node's change within a rollout: preflight, apply, verify.
+    """One node's change within a rollout.
 
-    Transitions: pending -> dispatched (the advancer gave it a slot) -> running (a worker
-    claimed it) -> succeeded | failed | skipped | needs-manual; pending or dispatched ->
-    cancelled (abort). A running operation whose lease expires (its worker died) goes back to
-    dispatched and runs again: apply is idempotent and verify re-reads the node. At most one
-    operation per node is dispatched or running, across all rollouts (a database constraint).
+    A running operation is a small state machine in its row: ``step`` (apply, then verify) says
+    what is next and ``wake_at`` when it is due. A worker works on a step only when it is due,
+    under a short lease (``lease_owner``, ``lease_until``); between steps the operation holds no
+    worker. A worker that dies mid-step loses its lease and the step runs again (each step is
+    idempotent). At most one operation per node is running, across all rollouts (a database
+    constraint). Transitions (:data:`rollout.states.OPERATION`, each a conditional update on the
+    state, and on the lease owner while a worker holds it):
+
     """
 
     rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="operations")
     node = models.ForeignKey("nodes.Node", on_delete=models.CASCADE, related_name="operations")
-    phase = models.CharField(
-        max_length=10, default="forward", choices=[("forward", "forward"), ("rollback", "rollback")]
-    )
+    phase = models.CharField(max_length=10, default=states.FORWARD, choices=[(p, p) for p in states.PHASES])
     wave = models.PositiveIntegerField(default=0)
     state = models.CharField(
         max_length=16, choices=OperationState.choices, default=OperationState.PENDING, db_index=True
     )
+    step = models.CharField(max_length=16, blank=True, help_text="What a running operation does next.")
+    wake_at = models.DateTimeField(null=True, blank=True, help_text="When its next step is due.")
+    deadline = models.DateTimeField(null=True, blank=True, help_text="When the step it waits in gives up.")
+    verify_state = models.JSONField(null=True, blank=True, help_text="What verification has seen so far.")
     expected_mode = models.CharField(max_length=16, blank=True)
     before_flags = models.JSONField(null=True, blank=True)
     before_mode = models.CharField(max_length=16, blank=True)
@@ -137,11 +128,17 @@ class NodeOperation(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["node"],
-                condition=models.Q(state__in=["dispatched", "running"]),
+                condition=models.Q(state__in=list(states.OPERATION_ACTIVE)),
                 name="one_active_operation_per_node",
             ),
         ]
-        indexes = [models.Index(fields=["rollout", "phase", "state"], name="operation_rollout_state")]
+        indexes = [
+            models.Index(fields=["rollout", "phase", "state"], name="operation_rollout_state"),
+            models.Index(fields=["state", "wake_at"], name="operation_due"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.phase} op {self.pk} on node {self.node_id} ({self.state})"
+
+
+NodeOperation.__doc__ += states.OPERATION.describe()

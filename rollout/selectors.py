@@ -1,4 +1,5 @@
-"""Reads of rollouts: counts, waves and progress, shared by the API, the dashboard and the command.
+"""Reads of rollouts: the preview of a rollout to be, counts, waves and progress, shared by the API,
+the dashboard and the command.
 
 "Skipped when created" operations (the node was already in the intended mode, or blocked, when the
 rollout was created) are kept for the record but are not part of the rollout's work: every count
@@ -11,13 +12,29 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db.models.fields.json import KeyTransform
 
 from core.models import AuditEvent
+from drivers.base import ErrorCode
+from nodes.access import UNREACHABLE_CODES
+from nodes.decisions import node_decision
+from nodes.models import Cluster, Node
 
-from .models import OPERATION_ACTIVE_STATES, OPERATION_FINAL_STATES, OperationState, Rollout
+from .models import (
+    OPERATION_ACTIVE_STATES,
+    OPERATION_FINAL_STATES,
+    ROLLOUT_ACTIVE_STATES,
+    NodeOperation,
+    OperationState,
+    Rollout,
+    RolloutStatus,
+)
+from .strategy import Strategy, plan_waves, predicted_seconds
 
 FORWARD, ROLLBACK = "forward", "rollback"
+NODE_MODES = ("shared", "isolated")
 NOT_TARGETED = "skipped_at_creation"
 
 # An operation skipped when the rollout was created: never dispatched, never started.
@@ -118,3 +135,111 @@ def progress_of(states: dict[str, int]) -> Progress:
         failed=states.get(OperationState.FAILED, 0),
         in_flight=sum(states.get(s, 0) for s in OPERATION_ACTIVE_STATES),
     )
+
+
+# --- targeting and preview: what a rollout would do, computed from the inventory --------------
+
+
+def target_nodes(*, cluster: Cluster, selector: dict[str, Any]) -> list[Node]:
+    """The cluster's nodes matching every label in ``selector["labels"]`` and, when given, named
+    in ``selector["nodes"]``, by name."""
+    nodes = Node.objects.filter(cluster=cluster).select_related("cluster")
+    names = selector.get("nodes") or []
+    if names:
+        nodes = nodes.filter(name__in=names)
+    for index, (key, value) in enumerate((selector.get("labels") or {}).items()):
+        alias = f"_label_{index}"
+        nodes = nodes.alias(**{alias: KeyTransform(key, "labels")}).filter(**{alias: value})
+    return list(nodes.order_by("name"))
+
+
+def skip_reason(node: Node, intent: str) -> tuple[str, str, Any]:
+    """Why the inventory says this node will not be changed: (code, message, decision)."""
+    if not node.managed:
+        return "unmanaged", "the node is not managed by this service", None
+    if not node.docker_endpoint:
+        return "no-endpoint", "the node has no Docker endpoint", None
+    if node.audit_error_code in UNREACHABLE_CODES:
+        return "unreachable", f"the last audit could not reach it: {node.audit_error}", None
+    if node.audit_error_code == ErrorCode.ENGINE_TOO_OLD:
+        return "engine-too-old", node.audit_error, None
+    decision, error = node_decision(node.facts(), node.cluster.plan, intent)
+    if decision is None:
+        return "unknown-facts", error, None
+    if decision.blockers:
+        blocker = decision.blockers[0]
+        return blocker.code, blocker.message, decision
+    if (
+        decision.pid_namespace == intent
+        and not decision.changes_required
+        and node.observed_pid_namespace
+        in (
+            intent,
+            "unknown",
+        )
+    ):
+        return f"already-{intent}", f"the node is already {intent}", decision
+    return "", "", decision
+
+
+def seconds_per_node(cluster: Cluster) -> float:
+    """The mean duration of the cluster's last 100 successful operations, or the default."""
+    recent = (
+        NodeOperation.objects.filter(
+            node__cluster=cluster, state=OperationState.SUCCEEDED, duration_seconds__isnull=False
+        )
+        .order_by("-finished_at")
+        .values_list("duration_seconds", flat=True)[:100]
+    )
+    values = list(recent)
+    return sum(values) / len(values) if values else settings.PIDNS_DEFAULT_SECONDS_PER_NODE
+
+
+def rollout_preview(*, cluster: Cluster, selector: dict, intent: str, strategy: Strategy) -> dict[str, Any]:
+    """What a rollout would do, computed from the inventory; nothing is written."""
+    targets, skipped = [], []
+    for node in target_nodes(cluster=cluster, selector=selector):
+        code, message, decision = skip_reason(node, intent)
+        if code:
+            skipped.append({"node": node.name, "node_id": node.pk, "code": code, "reason": message})
+        else:
+            targets.append((node, decision))
+    waves = plan_waves(targets, strategy)
+    wave_of = {node.pk: index for index, wave in enumerate(waves) for node, _ in wave}
+    per_node = seconds_per_node(cluster)
+    busy = busy_elsewhere([node.pk for node, _ in targets], exclude_rollout=None)
+    return {
+        "cluster": cluster.name,
+        "plan": cluster.plan,
+        "intent": intent,
+        "targets": [
+            {
+                "node": node.name,
+                "node_id": node.pk,
+                "wave": wave_of[node.pk],
+                "pid_namespace": decision.pid_namespace,
+                "mechanism": decision.mechanism,
+                "flag_changes": {k: dict(v) for k, v in decision.flag_changes.items()},
+                "warnings": [w.code for w in decision.warnings],
+                "rollback": decision.rollback.method,
+                "busy_in_rollout": busy.get(node.pk),
+            }
+            for node, decision in targets
+        ],
+        "skipped": skipped,
+        "waves": [[node.name for node, _ in wave] for wave in waves],
+        "seconds_per_node": round(per_node, 3),
+        "predicted_seconds": round(predicted_seconds([len(w) for w in waves], strategy, per_node), 1),
+    }
+
+
+def busy_elsewhere(node_ids: list[int], exclude_rollout: int | None) -> dict[int, int]:
+    """Nodes with unfinished operations in another unfinished rollout: node id -> rollout id."""
+    ops = NodeOperation.objects.filter(
+        node_id__in=node_ids,
+        state__in=[OperationState.PENDING, *OPERATION_ACTIVE_STATES],
+        rollout__status__in=[RolloutStatus.DRAFT, *ROLLOUT_ACTIVE_STATES],
+    )
+    if exclude_rollout:
+        ops = ops.exclude(rollout_id=exclude_rollout)
+    return dict(ops.values_list("node_id", "rollout_id"))

@@ -1,68 +1,93 @@
-"""Celery tasks for rollouts. Thin: ids in, a service call, then what comes next is enqueued.
+"""Celery tasks for rollouts. Thin: ids in, a service call, then what comes next is sent.
 
-An operation that finishes runs the advancer at once, in the same worker, so the next operation
-starts as soon as a slot frees; the periodic reconciler only catches what a crash or a lost
-message left.
+An operation's step runs as one task; when the step waits (a kubelet restarting), the task ends and
+the operation is sent again when it is due, so waiting holds no worker. A finished operation hands
+its slot to the next one in the same transaction; the full pass of the advancer runs only when a
+wave ends or the rollout changes state. Messages are sent after commit, and a broker that is down
+then costs nothing but a delay: the reconciler finds the work again within seconds.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 
 from celery import shared_task
 from django.db import transaction
 
-from . import services
+from . import advancer, operations, recovery
+
+log = logging.getLogger(__name__)
+# Longest delay sent with a message; longer waits come back through the reconciler.
+MAX_COUNTDOWN = 30.0
 
 
 def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def send(task, *args, countdown: float | None = None) -> None:
+    """Send a task once the current transaction commits. A broker failure is logged, not raised: the
+    database holds the work, and the reconciler sends it again."""
+
+    def publish():
+        try:
+            if countdown:
+                task.apply_async(args, countdown=min(MAX_COUNTDOWN, countdown))
+            else:
+                task.apply_async(args)
+        except Exception as exc:  # the broker is down: the reconciler will find the work
+            log.warning("could not send %s%s: %s", task.name, args, exc)
+
+    transaction.on_commit(publish)
+
+
 def rollout_kick(rollout_id: int) -> None:
-    """Run the advancer once the current transaction commits."""
-    transaction.on_commit(lambda: rollout_advance.delay(rollout_id))
+    """Run the advancer's full pass once the current transaction commits."""
+    send(rollout_advance, rollout_id)
 
 
 def _advance(rollout_id: int) -> int:
-    result = services.rollout_advance(rollout_id=rollout_id)
+    result = advancer.rollout_advance(rollout_id=rollout_id)
     for operation_id in result.dispatched:
-        operation_run.delay(operation_id)
+        send(operation_step, operation_id)
     if result.recheck_in is not None:
-        rollout_advance.apply_async((rollout_id,), countdown=min(30.0, max(0.5, result.recheck_in)))
+        send(rollout_advance, rollout_id, countdown=max(0.5, result.recheck_in))
     return len(result.dispatched)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def rollout_advance(rollout_id: int) -> int:
-    """Hand free slots to pending operations; look again later when soaking or outside the window."""
+    """The full pass: start waves, soak, wait for approval or the window, finish the rollout."""
     return _advance(rollout_id)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
-def operation_run(operation_id: int) -> str:
-    """Run one node operation; a second delivery finds it claimed and does nothing."""
-    outcome = services.operation_execute(operation_id=operation_id, worker=_worker_name())
+def operation_step(operation_id: int) -> str:
+    """Run the due step of one operation; a second delivery finds it not due, or leased, and does
+    nothing."""
+    outcome = operations.operation_step(operation_id=operation_id, worker=_worker_name())
     if outcome is None:
-        return "not dispatched"
-    if outcome.retry_in is not None:
-        operation_run.apply_async((operation_id,), countdown=outcome.retry_in)
-    else:
-        # The slot this operation held is free: fill it from here, without a round trip
-        # through the broker.
+        return "not due"
+    if not outcome.finished:
+        send(operation_step, operation_id, countdown=outcome.wake_in)
+        return f"{outcome.operation.step} in {outcome.wake_in:.2f}s"
+    for next_id in outcome.handover.dispatched:
+        send(operation_step, next_id)
+    if outcome.handover.needs_advance:
         _advance(outcome.operation.rollout_id)
     return outcome.operation.state
 
 
 @shared_task
 def rollouts_reconcile() -> str:
-    """Beat: resend operations whose worker died or whose message was lost; advance every
-    active rollout (soak ends, windows open, busy nodes free up)."""
-    resent = services.operations_recover()
+    """Beat: send again operations whose worker died or whose message was lost; give every active
+    rollout a full pass (soak ends, windows open, busy nodes free up)."""
+    resent = recovery.operations_recover()
     for operation_id in resent:
-        operation_run.delay(operation_id)
-    active = services.rollouts_active()
+        send(operation_step, operation_id)
+    active = recovery.rollouts_active()
     for rollout_id in active:
-        rollout_advance.delay(rollout_id)
+        send(rollout_advance, rollout_id)
     return f"resent {len(resent)} operations, advanced {len(active)} rollouts"

@@ -13,7 +13,8 @@ from core.pages import ViewerPage, sign_in_again
 from core.roles import OPERATOR, VIEWER, has_role
 from nodes.models import Cluster
 
-from . import selectors, services
+from . import selectors, transitions
+from .errors import RolloutError
 from .forms import INITIAL, form_errors, form_values, validate
 from .models import (
     ROLLOUT_ACTIVE_STATES,
@@ -25,32 +26,13 @@ from .models import (
     RolloutStatus,
 )
 from .selectors import progress_of, rollouts_with_counts
+from .states import ROLLOUT
 from .strategy import DAYS
 from .tasks import rollout_kick
 
-ACTIONS = {
-    "start": (services.rollout_start, True),
-    "pause": (services.rollout_pause, False),
-    "resume": (services.rollout_resume, True),
-    "abort": (services.rollout_abort, False),
-    "approve": (services.rollout_approve, True),
-    "rollback": (services.rollout_rollback, True),
-}
-# Which actions make sense from which status (the services check again, atomically).
-AVAILABLE = {
-    "draft": ["start", "abort"],
-    "running": ["pause", "abort"],
-    "paused": ["resume", "abort"],
-    "awaiting-approval": ["approve", "pause", "abort"],
-    "rolling-back": ["abort"],
-    "succeeded": ["rollback"],
-    "failed": ["rollback"],
-    "aborted": ["rollback"],
-    "rolled-back": [],
-}
 # Actions that ask the operator to confirm, with what they do.
 DESTRUCTIVE = {
-    "abort": "Operations in flight finish; nothing new starts, and the rollout cannot be resumed.",
+    "abort": ROLLOUT["abort"].description[0].upper() + ROLLOUT["abort"].description[1:] + ".",
     "rollback": "Every node this rollout changed returns to its previous kubelet flags.",
 }
 # A rollout page lists at most this many operations (the waves table counts them all).
@@ -126,7 +108,7 @@ class RolloutDetailPage(ViewerPage):
         eta = None
         if rollout.status == "running" and remaining:
             # Remaining operations at the rollout's width, at the cluster's measured pace, plus soaks.
-            per_node = services.seconds_per_node(rollout.cluster)
+            per_node = selectors.seconds_per_node(rollout.cluster)
             soaks = max(0, len(waves) - rollout.current_wave - 1)
             eta = math.ceil(remaining / max(1, rollout.max_unavailable)) * per_node + rollout.soak_seconds * soaks
         # Operations by state (both phases; the ones skipped at creation count as skipped), to filter the table.
@@ -157,7 +139,7 @@ class RolloutDetailPage(ViewerPage):
                     "-created_at", "-id"
                 )[:100]
             ),
-            actions=[(a, DESTRUCTIVE.get(a, "")) for a in AVAILABLE.get(rollout.status, [])] if can_act else [],
+            actions=[(a, DESTRUCTIVE.get(a, "")) for a in ROLLOUT.actions_from(rollout.status)] if can_act else [],
         )
         return context
 
@@ -191,10 +173,10 @@ class RolloutCreatePage(ViewerPage):
         if data is not None:
             actor = f"user:{request.user.get_username()}"
             try:
-                rollout = services.rollout_submit(actor=actor, data=data, start=data["start"])
+                rollout = transitions.rollout_submit(actor=actor, data=data, start=data["start"])
                 if data["start"]:
                     rollout_kick(rollout.pk)
-            except services.RolloutError as exc:
+            except RolloutError as exc:
                 errors = form_errors(exc.errors)
             else:
                 messages.success(request, f"Rollout #{rollout.pk} created; it is {rollout.status}.")
@@ -217,7 +199,7 @@ def rollout_preview(request):
     data, errors = validate(request.POST)
     preview = None
     if data is not None:
-        preview = services.rollout_preview(
+        preview = selectors.rollout_preview(
             cluster=data["cluster"], selector=data["selector"], intent=data["intent"], strategy=data["strategy"]
         )
         preview["canary"] = data["strategy"].canary_count > 0
@@ -232,16 +214,15 @@ def rollout_act(request, pk, action):
         return redirect(f"/login/?next=/rollouts/{pk}/")
     if not has_role(request.user, OPERATOR):
         raise PermissionDenied("You need the operator role.")
-    if action not in ACTIONS:
+    if action not in transitions.ACTIONS:
         raise PermissionDenied("Unknown action.")
     rollout = get_object_or_404(Rollout, pk=pk)
-    service, kick = ACTIONS[action]
     try:
-        rollout = service(actor=f"user:{request.user.get_username()}", rollout=rollout)
-    except services.RolloutError as exc:
+        rollout = transitions.ACTIONS[action](actor=f"user:{request.user.get_username()}", rollout=rollout)
+    except RolloutError as exc:
         messages.error(request, "; ".join(" ".join(map(str, v)) for v in exc.errors.values()))
         return redirect("rollout-page", pk=pk)
-    if kick:
+    if action in transitions.KICKS:
         rollout_kick(rollout.pk)
     messages.success(request, f"{action}: the rollout is now {rollout.status}.")
     return redirect("rollout-page", pk=pk)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -73,25 +74,36 @@ def _pod_labels(node, pod_name: str, kind: str, sandbox_id: str = "") -> dict[st
 def run_helper_natively(kubelet_dir, operation: str, env: dict[str, str], fail_writes: bool) -> tuple[int, str]:
     """What ``drivers/helper.sh`` does, for nodes that run no processes."""
     dropin = kubelet_dir / DROPIN_NAME
+    version = (kubelet_dir / VERSION_NAME).read_text() if (kubelet_dir / VERSION_NAME).exists() else ""
+    text = dropin.read_text() if dropin.exists() else ""
+    node = f"==> kubelet-version\n{version}\n==> dropin\n{text}\n"
     if operation == "read":
-        version = (kubelet_dir / VERSION_NAME).read_text() if (kubelet_dir / VERSION_NAME).exists() else ""
-        text = dropin.read_text() if dropin.exists() else ""
-        return 0, f"==> kubelet-version\n{version}\n==> dropin\n{text}\n==> status\nok\n"
+        return 0, f"{node}==> status\nok\n"
     if operation == "write":
+        conflict = "PIDNS_EXPECT_KUBELET" in env and "".join(version.split()) != env["PIDNS_EXPECT_KUBELET"]
+        if "PIDNS_EXPECT_ARGS" in env:
+            match = _ENV_ARGS.search(text)
+            args = match.group(1) if match else ""
+            conflict = conflict or args not in (env["PIDNS_EXPECT_ARGS"], env.get("PIDNS_NEW_ARGS", ""))
+        if conflict:
+            return 0, f"{node}==> status\nconflict\n"
         if fail_writes:
             return 1, "mv: can't rename '20-pidns.conf': Read-only file system\n"
         content = env.get("PIDNS_DROPIN", "")
-        if dropin.exists() and dropin.read_text() == content:
-            return 0, "==> status\nunchanged\n"
-        previous = dropin.read_text() if dropin.exists() else ""
+        head = f"==> kubelet-version\n{version}\n"
+        if dropin.exists() and text == content:
+            return 0, f"{head}==> status\nunchanged\n"
         if dropin.exists():
-            (kubelet_dir / (DROPIN_NAME + ".prev")).write_text(previous)
+            (kubelet_dir / (DROPIN_NAME + ".prev")).write_text(text)
         tmp = kubelet_dir / f".{DROPIN_NAME}.tmp"
         tmp.write_text(content)
         tmp.replace(dropin)
         (kubelet_dir / RESTART_NAME).write_text(f"{time.time()}\n")
-        return 0, f"==> previous\n{previous}\n==> status\nchanged\n"
+        return 0, f"{head}==> previous\n{text}\n==> status\nchanged\n"
     return 2, "usage: helper read|write\n"
+
+
+_ENV_ARGS = re.compile(r'^\s*Environment="KUBELET_PIDNS_ARGS=(.*)"\s*$', re.M)
 
 
 def _helper_operation(config: dict) -> str | None:

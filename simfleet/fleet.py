@@ -106,10 +106,10 @@ class Fleet:
                 self._closed_sockets.append(sock)
                 node.port = sock.getsockname()[1]
             else:
-                server = await asyncio.start_server(
-                    NodeServer(node).handle, self.host, 0, ssl=self.ssl_context, backlog=256
-                )
+                front = NodeServer(node)
+                server = await asyncio.start_server(front.handle, self.host, 0, ssl=self.ssl_context, backlog=256)
                 self._servers.append(server)
+                node.front, node.server = front, server
                 node.port = server.sockets[0].getsockname()[1]
             self.nodes.append(node)
         await self.sync_all()
@@ -140,6 +140,13 @@ class Fleet:
                 await self.sync_all()
             except Exception:  # a stand-in failure must not stop the fleet; log it and go on
                 log.exception("kubelet stand-in pass failed")
+
+    def take_down(self, node: SimNode) -> None:
+        """The node goes away: its endpoint stops listening and its open connections break. Call it
+        on the fleet's loop (``FleetThread.run``)."""
+        if getattr(node, "server", None) is not None:
+            node.server.close()
+            node.front.drop_connections()
 
     def endpoint(self, node: SimNode) -> str:
         return f"tcp://{self.host}:{node.port}"

@@ -47,6 +47,12 @@ class NodeServer:
         self.node = node
         self.started = time.monotonic()
         self.requests = 0
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    def drop_connections(self) -> None:
+        """Break every open connection, as a node that goes away does."""
+        for writer in list(self.writers):
+            writer.transport.abort()
 
     def _down(self) -> bool:
         period = self.node.spec.faults.flapping_seconds
@@ -59,13 +65,14 @@ class NodeServer:
         return fn(*args)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
         try:
             if self._down():
                 writer.transport.abort()
                 return
             while True:
                 request = await self._read_request(reader)
-                if request is None:
+                if request is None or self._down():  # a flapping node drops open connections too
                     break
                 method, target, headers, body = request
                 self.requests += 1
@@ -77,7 +84,10 @@ class NodeServer:
                     break
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             pass
+        except asyncio.CancelledError:
+            pass  # the fleet is stopping with a client's connection still open
         finally:
+            self.writers.discard(writer)
             if not writer.is_closing():
                 writer.close()
             with contextlib.suppress(Exception):

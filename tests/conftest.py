@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 
 from core.roles import ROLES, role_set
 from nodes import services
+from nodes.access import default_driver
 from simfleet.fleet import FleetThread, dockerd_available
 from simfleet.spec import parse_spec
 
@@ -97,6 +98,7 @@ def run_fleet():
     yield run
     for fleet_thread in started:
         fleet_thread.stop()
+    default_driver().close()  # its kept clients point at ports the next fleet may reuse
 
 
 @pytest.fixture

@@ -1,35 +1,59 @@
-"""Run rollouts in the test process: the advancer and node operations called directly, with a
-thread pool standing in for workers. Used where a test is about the state machine, not Celery."""
+"""Run rollouts in the test process: the advancer and the operations' steps called directly, with a
+thread pool standing in for workers. Used where a test is about the state machines, not Celery."""
 
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from django.db import connection
+from django.utils import timezone
 
-from rollout import services
-from rollout.models import ROLLOUT_FINAL_STATES, Rollout, RolloutStatus
+from rollout import advancer, operations
+from rollout.models import ROLLOUT_FINAL_STATES, NodeOperation, Rollout, RolloutStatus
 
 
-def drive(rollout: Rollout, *, max_rounds: int = 500, stop_on=()) -> Rollout:
-    """Advance and execute until the rollout ends, waits for approval, or hits ``stop_on``."""
+def due_operations(rollout: Rollout) -> list[int]:
+    """Running operations of the rollout whose step is due and that no worker holds."""
+    return list(
+        NodeOperation.objects.filter(
+            rollout=rollout, state="running", lease_owner="", wake_at__lte=timezone.now()
+        ).values_list("id", flat=True)
+    )
 
-    def run(op_id):
-        try:
-            return services.operation_execute(operation_id=op_id, worker="test-worker")
-        finally:
-            connection.close()
 
+def step(op_id: int, worker: str = "test-worker"):
+    try:
+        return operations.operation_step(operation_id=op_id, worker=worker)
+    finally:
+        connection.close()
+
+
+def run_operation(op_id: int, worker: str = "test-worker", timeout: float = 30):
+    """Run one operation's steps until it finishes (waiting while it waits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        outcome = operations.operation_step(operation_id=op_id, worker=worker)
+        op = NodeOperation.objects.get(pk=op_id)
+        if op.state != "running":
+            return op
+        time.sleep(min(0.05, outcome.wake_in if outcome and outcome.wake_in else 0.01))
+    raise AssertionError(f"operation {op_id} did not finish")
+
+
+def drive(rollout: Rollout, *, max_seconds: float = 60, stop_on=()) -> Rollout:
+    """Advance and run due steps until the rollout ends, waits for approval, is paused, or hits
+    ``stop_on``."""
+    deadline = time.monotonic() + max_seconds
     with ThreadPoolExecutor(max_workers=8) as pool:
-        for _ in range(max_rounds):
+        while time.monotonic() < deadline:
             rollout.refresh_from_db()
             if rollout.status in ROLLOUT_FINAL_STATES or rollout.status in stop_on:
                 return rollout
-            if rollout.status in (RolloutStatus.AWAITING_APPROVAL, RolloutStatus.PAUSED):
+            waiting = rollout.status in (RolloutStatus.AWAITING_APPROVAL, RolloutStatus.PAUSED)
+            if waiting and not NodeOperation.objects.filter(rollout=rollout, state="running").exists():
                 return rollout
-            result = services.rollout_advance(rollout_id=rollout.pk)
-            # Like workers: run every dispatched operation, including ones sent back for a retry.
-            dispatched = list(rollout.operations.filter(state="dispatched").values_list("id", flat=True))
-            list(pool.map(run, dispatched))
-            if not dispatched and result.recheck_in is not None:
-                time.sleep(min(result.recheck_in, 0.5))
+            result = advancer.rollout_advance(rollout_id=rollout.pk)
+            due = due_operations(rollout)
+            list(pool.map(step, due))
+            if not due:
+                time.sleep(min(result.recheck_in or 0.02, 0.2))
     raise AssertionError(f"rollout {rollout.pk} did not finish: {rollout.status}")

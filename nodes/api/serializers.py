@@ -8,7 +8,7 @@ from core.fields import NameRelatedField
 from gates.api.serializers import DecisionSerializer
 
 from .. import services
-from ..decisions import DECISION_COLUMNS, node_decision
+from ..decisions import DECISION_COLUMNS, expected_mode, node_decision
 from ..models import NODE_OBSERVED_FIELDS, Audit, Cluster, DockerCredential, Node, NodeObservation
 from ..validation import NODE_FIELDS, NORMALIZERS, check_runtime_version, normalize_labels
 
@@ -58,6 +58,8 @@ class ClusterSerializer(serializers.ModelSerializer):
 # Observed by audits or derived from the facts: never written through the API.
 _READ_ONLY = [
     *NODE_OBSERVED_FIELDS,
+    "desired_source",
+    "desired_at",
     *(c for c in DECISION_COLUMNS if not c.endswith("_order")),  # sort keys stay internal
     "created_at",
     "updated_at",
@@ -90,6 +92,8 @@ class NodeSerializer(serializers.ModelSerializer):
     validate_docker_api_version = _normalized("docker_api_version")
     validate_kubelet_flags = _normalized("kubelet_flags")
     validate_pause_image = _normalized("pause_image")
+    validate_desired_flags = _normalized("desired_flags")
+    validate_desired_gates = _normalized("desired_gates")
 
     def validate(self, attrs):
         runtime = attrs.get("container_runtime", getattr(self.instance, "container_runtime", "docker"))
@@ -108,12 +112,20 @@ class NodeSerializer(serializers.ModelSerializer):
 
 
 class NodeDetailSerializer(NodeSerializer):
-    """A node with its current decision under its cluster's plan (null when facts are missing)."""
+    """A node with its current decision under its cluster's plan (null when facts are missing), and
+    the mode its desired settings give."""
 
     decision = serializers.SerializerMethodField()
+    desired_pid_namespace = serializers.SerializerMethodField(
+        help_text="The mode the node's pods should run in: the decision for its observed facts with the "
+        "desired settings applied (the observed mode differing from it is drift)."
+    )
 
     class Meta(NodeSerializer.Meta):
-        fields = [*NodeSerializer.Meta.fields, "decision"]
+        fields = [*NodeSerializer.Meta.fields, "desired_pid_namespace", "decision"]
+
+    def get_desired_pid_namespace(self, node) -> str:
+        return expected_mode(node.facts(), node.desired(), node.cluster.plan)
 
     @extend_schema_field(DecisionSerializer(allow_null=True))
     def get_decision(self, node):
@@ -219,6 +231,7 @@ class ObservationSerializer(serializers.ModelSerializer):
             "error",
             "facts",
             "observed_pid_namespace",
+            "source",
             "drift",
             "drift_details",
             "duration_ms",

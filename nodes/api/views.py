@@ -6,15 +6,14 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
-from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from core.events import actor_of
 from core.roles import IsAdmin, IsOperator, IsViewer, ReadViewerWriteAdmin
 
-from .. import audits, selectors, services
+from .. import audits, importing, selectors, services
 from ..models import Audit, Cluster, DockerCredential, NodeObservation
 from ..tasks import audit_enqueue
 from .filters import NodeFilter, NodeOrdering
@@ -35,12 +34,6 @@ from .serializers import (
 MAX_IMPORT_ROWS = 200_000
 
 
-class Conflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The request conflicts with the current state."
-    default_code = "conflict"
-
-
 class ClusterViewSet(viewsets.ModelViewSet):
     """Clusters. Viewers read; admins create, change and delete (a cluster with nodes cannot be deleted)."""
 
@@ -51,10 +44,7 @@ class ClusterViewSet(viewsets.ModelViewSet):
     ordering_fields = ["name", "plan", "created_at"]
 
     def perform_destroy(self, instance):
-        try:
-            services.cluster_delete(actor=actor_of(self.request), cluster=instance)
-        except services.InventoryError as exc:
-            raise Conflict(exc.errors) from None
+        services.cluster_delete(actor=actor_of(self.request), cluster=instance)
 
 
 class NodeViewSet(viewsets.ModelViewSet):
@@ -114,10 +104,7 @@ class NodeViewSet(viewsets.ModelViewSet):
             raise ValidationError({"clusters": ["must be a list"]})
         if len(nodes) > MAX_IMPORT_ROWS:
             raise ValidationError({"nodes": [f"at most {MAX_IMPORT_ROWS} nodes per import"]})
-        try:
-            result = services.nodes_import(actor=actor_of(request), nodes=nodes, clusters=clusters)
-        except services.InventoryError as exc:
-            raise ValidationError(exc.errors) from None
+        result = importing.nodes_import(actor=actor_of(request), nodes=nodes, clusters=clusters)
         return Response(ImportResultSerializer(result).data)
 
 
@@ -149,10 +136,7 @@ class CredentialViewSet(viewsets.ModelViewSet):
     filterset_fields = ["name"]
 
     def perform_destroy(self, instance):
-        try:
-            services.credential_delete(actor=actor_of(self.request), credential=instance)
-        except services.InventoryError as exc:
-            raise Conflict(exc.errors) from None
+        services.credential_delete(actor=actor_of(self.request), credential=instance)
 
 
 class AuditViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
@@ -182,12 +166,8 @@ class AuditViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def create(self, request, *args, **kwargs):
         serializer = AuditCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            with transaction.atomic():
-                audit = audits.audit_create(actor=actor_of(request), **serializer.validated_data)
-                audit_enqueue(audit)
-        except audits.AuditConflict as exc:
-            url = reverse("audit-detail", args=[exc.audit.pk], request=request)
-            return Response({"detail": str(exc), "audit": url}, status=status.HTTP_409_CONFLICT)
+        with transaction.atomic():
+            audit = audits.audit_create(actor=actor_of(request), **serializer.validated_data)
+            audit_enqueue(audit)
         data = AuditSerializer(audit, context={"request": request}).data
-        return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})
+        return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": str(data["url"])})

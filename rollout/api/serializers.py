@@ -8,6 +8,7 @@ from gates.facts import normalize_labels
 from nodes.models import Cluster
 
 from ..models import ROLLOUT_INTENTS, NodeOperation, Rollout
+from ..states import ROLLOUT
 from ..strategy import Strategy, StrategyError, Window, parse_batch
 
 
@@ -129,6 +130,9 @@ class OperationSerializer(serializers.ModelSerializer):
             "phase",
             "wave",
             "state",
+            "step",
+            "wake_at",
+            "deadline",
             "expected_mode",
             "before_mode",
             "before_flags",
@@ -155,6 +159,9 @@ class RolloutSerializer(serializers.ModelSerializer):
     done = serializers.IntegerField(read_only=True, source="ops_done")
     failed = serializers.IntegerField(read_only=True, source="ops_failed")
     progress = serializers.SerializerMethodField(help_text="Percent of forward operations finished.")
+    actions = serializers.SerializerMethodField(
+        help_text="The operator actions the rollout's status allows (POST rollouts/{id}/{action}/)."
+    )
 
     class Meta:
         model = Rollout
@@ -170,6 +177,7 @@ class RolloutSerializer(serializers.ModelSerializer):
             "done",
             "failed",
             "progress",
+            "actions",
             "current_wave",
             "canary_count",
             "batch_size",
@@ -189,6 +197,9 @@ class RolloutSerializer(serializers.ModelSerializer):
             "finished_at",
         ]
         read_only_fields = fields
+
+    def get_actions(self, rollout) -> list[str]:
+        return ROLLOUT.actions_from(rollout.status)
 
     def get_progress(self, rollout) -> int:
         total = getattr(rollout, "ops_total", 0)

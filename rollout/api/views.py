@@ -1,6 +1,7 @@
-"""Rollout API: preview, create, and the operator's actions (202), plus the event log."""
+"""Rollout API: preview, create, and the operator's actions (202). Thin: validate, call a service;
+domain errors become answers in the API's exception handler (:mod:`core.exceptions`)."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -10,9 +11,10 @@ from core.events import actor_of
 from core.models import AuditEvent
 from core.roles import IsOperator, IsViewer
 
-from .. import selectors, services
+from .. import selectors, transitions
 from ..models import NodeOperation, Rollout
 from ..selectors import rollouts_with_counts
+from ..states import ROLLOUT
 from ..tasks import rollout_kick
 from .serializers import (
     OperationSerializer,
@@ -21,6 +23,13 @@ from .serializers import (
     RolloutInputSerializer,
     RolloutSerializer,
 )
+
+CONFLICT = OpenApiResponse(description="The rollout is not in a state that allows this, or its nodes are busy.")
+
+
+def _action_doc(name: str) -> str:
+    transition = ROLLOUT[name]
+    return f"From {', '.join(transition.sources)} to {transition.target}: {transition.description}."
 
 
 class RolloutViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
@@ -63,19 +72,16 @@ class RolloutViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def _accepted(self, request, rollout):
         rollout = self.get_queryset().get(pk=rollout.pk)
         data = RolloutSerializer(rollout, context={"request": request}).data
-        return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})
+        return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": str(data["url"])})
 
-    @extend_schema(request=RolloutInputSerializer, responses={202: RolloutSerializer, 409: None})
+    @extend_schema(request=RolloutInputSerializer, responses={202: RolloutSerializer, 409: CONFLICT})
     def create(self, request, *args, **kwargs):
         serializer = RolloutInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        try:
-            rollout = services.rollout_submit(actor=actor_of(request), data=data, start=data["start"])
-            if data["start"]:
-                rollout_kick(rollout.pk)
-        except services.RolloutError as exc:
-            return Response(exc.errors, status=exc.status_code)
+        rollout = transitions.rollout_submit(actor=actor_of(request), data=data, start=data["start"])
+        if data["start"]:
+            rollout_kick(rollout.pk)
         return self._accepted(request, rollout)
 
     @extend_schema(request=RolloutInputSerializer, responses={200: PreviewSerializer})
@@ -86,47 +92,43 @@ class RolloutViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         serializer = RolloutInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        preview = services.rollout_preview(
+        preview = selectors.rollout_preview(
             cluster=data["cluster"], selector=data["selector"], intent=data["intent"], strategy=data["strategy"]
         )
         return Response(preview)
 
-    def _act(self, request, service, kick=True):
-        rollout = self.get_object()
-        try:
-            rollout = service(actor=actor_of(request), rollout=rollout)
-        except services.RolloutError as exc:
-            return Response(exc.errors, status=exc.status_code)
-        if kick:
+    def _act(self, request, name: str):
+        rollout = transitions.ACTIONS[name](actor=actor_of(request), rollout=self.get_object())
+        if name in transitions.KICKS:
             rollout_kick(rollout.pk)
         return self._accepted(request, rollout)
 
-    @extend_schema(request=None, responses={202: RolloutSerializer, 409: None})
+    @extend_schema(request=None, responses={202: RolloutSerializer, 409: CONFLICT}, description=_action_doc("start"))
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
-        return self._act(request, services.rollout_start)
+        return self._act(request, "start")
 
-    @extend_schema(request=None, responses={202: RolloutSerializer, 409: None})
+    @extend_schema(request=None, responses={202: RolloutSerializer, 409: CONFLICT}, description=_action_doc("pause"))
     @action(detail=True, methods=["post"])
     def pause(self, request, pk=None):
-        return self._act(request, services.rollout_pause, kick=False)
+        return self._act(request, "pause")
 
-    @extend_schema(request=None, responses={202: RolloutSerializer, 409: None})
+    @extend_schema(request=None, responses={202: RolloutSerializer, 409: CONFLICT}, description=_action_doc("resume"))
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
-        return self._act(request, services.rollout_resume)
+        return self._act(request, "resume")
 
-    @extend_schema(request=None, responses={202: RolloutSerializer, 409: None})
+    @extend_schema(request=None, responses={202: RolloutSerializer, 409: CONFLICT}, description=_action_doc("abort"))
     @action(detail=True, methods=["post"])
     def abort(self, request, pk=None):
-        return self._act(request, services.rollout_abort, kick=False)
+        return self._act(request, "abort")
 
-    @extend_schema(request=None, responses={202: RolloutSerializer, 409: None})
+    @extend_schema(request=None, responses={202: RolloutSerializer, 409: CONFLICT}, description=_action_doc("approve"))
     @action(detail=True, methods=["post"])
     def approve(self, request, pk=None):
-        return self._act(request, services.rollout_approve)
+        return self._act(request, "approve")
 
-    @extend_schema(request=None, responses={202: RolloutSerializer, 409: None})
+    @extend_schema(request=None, responses={202: RolloutSerializer, 409: CONFLICT}, description=_action_doc("rollback"))
     @action(detail=True, methods=["post"])
     def rollback(self, request, pk=None):
-        return self._act(request, services.rollout_rollback)
+        return self._act(request, "rollback")

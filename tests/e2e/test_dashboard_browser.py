@@ -93,7 +93,7 @@ def test_keyboard_reaches_the_filters(page, live_server, fleet):
 
 def test_operator_starts_pauses_and_aborts_a_rollout_viewer_sees_no_buttons(page, live_server, fleet, screenshot):
     from nodes.models import Cluster
-    from rollout import services as rollout_services
+    from rollout import transitions as rollout_services
     from rollout.strategy import Strategy
 
     rollout = rollout_services.rollout_create(
@@ -132,7 +132,7 @@ UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), s
 
 def test_every_page_labels_its_controls_and_describes_its_charts(page, live_server, fleet, screenshot):
     from nodes.models import Audit, Cluster, Node
-    from rollout import services as rollout_services
+    from rollout import transitions as rollout_services
     from rollout.strategy import Strategy
 
     east = Cluster.objects.get(name="east")

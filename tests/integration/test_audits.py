@@ -8,7 +8,7 @@ import time
 import pytest
 from django.core.management import CommandError, call_command
 
-from nodes import audits, services
+from nodes import audits, importing, services
 from nodes.management.commands.simfleet import register
 from nodes.models import Audit, Node, NodeObservation
 from tests.conftest import fleet_spec, node_group, subprocess_database_url
@@ -54,7 +54,7 @@ def test_audit_command_reads_the_nodes(registered):
     assert all(not n.drift for n in nodes.values())
 
 
-def test_drift_is_flagged(registered):
+def test_drift_is_measured_against_the_desired_state(registered):
     # The kubelet stand-ins' periodic pass would put the hand-made pod back in the node's mode
     # before the audit reads it: keep it from running during this test.
     fleet = registered(
@@ -63,7 +63,17 @@ def test_drift_is_flagged(registered):
         node_group("c", pods=1),
         sync_interval=3600,
     )
+    # The operator states what the service should hold each node to.
+    importing.nodes_import(
+        actor="test",
+        nodes=[
+            {"cluster": "sim", "name": "a", "desired_flags": {"enable-cri": "false"}},
+            {"cluster": "sim", "name": "b", "desired_flags": {}},
+            {"cluster": "sim", "name": "c", "desired_flags": {}},
+        ],
+    )
     audit_now(quiet=True)
+    assert not Node.objects.filter(drift=True).exists()
     # Behind our back: a flag edited by hand, Docker upgraded, a pod started in another mode.
     a = fleet.node("sim", "a")
     (a.kubelet_dir / "20-pidns.conf").write_text('[Service]\nEnvironment="KUBELET_PIDNS_ARGS="\n')
@@ -72,13 +82,32 @@ def test_drift_is_flagged(registered):
     c = fleet.node("sim", "c")
     fleet.thread.run(c.backend.create_pod, "by-hand", "isolated")
     out, _ = audit_now(quiet=True)
-    assert "3 drifted" in out
-    drift = {n.name: [d["field"] for d in n.drift_details] for n in Node.objects.all()}
-    assert drift["a"] == ["kubelet_flags", "observed_pid_namespace"]
-    assert drift["b"] == ["runtime_version"]
-    assert drift["c"] == ["observed_pid_namespace"]
-    assert Node.objects.get(name="c").observed_pid_namespace == "mixed"
-    assert Node.objects.get(name="b").runtime_version == "17.03.1-ce"
+    assert "2 drifted" in out
+    nodes = {n.name: n for n in Node.objects.all()}
+    drift = {name: [(d["field"], d.get("key")) for d in n.drift_details] for name, n in nodes.items()}
+    # The flag the service manages is gone; the pods (no kubelet restart, so not recreated) are still
+    # isolated, as the desired flags give: only the flag drifts.
+    assert nodes["a"].drift_details == [
+        {"field": "kubelet_flags", "key": "enable-cri", "desired": "false", "observed": None}
+    ]
+    # A newer Docker is a change of facts, recorded, not drift from anything the service wants.
+    assert drift["b"] == [] and nodes["b"].runtime_version == "17.03.1-ce"
+    assert NodeObservation.objects.filter(node=nodes["b"]).latest("observed_at").facts["runtime_version"] == (
+        "17.03.1-ce"
+    )
+    assert drift["c"] == [("observed_pid_namespace", None)] and nodes["c"].observed_pid_namespace == "mixed"
+
+
+def test_a_node_without_a_desired_state_drifts_only_by_its_pods(registered):
+    fleet = registered(node_group("a", kubelet_flags={"enable-cri": "false"}), sync_interval=3600)
+    audit_now(quiet=True)
+    a = Node.objects.get(name="a")
+    assert a.desired() is None and not a.drift
+    (fleet.node("sim", "a").kubelet_dir / "20-pidns.conf").write_text('[Service]\nEnvironment="KUBELET_PIDNS_ARGS="\n')
+    audit_now(quiet=True)
+    a.refresh_from_db()
+    # Its flags now give shared, its pods (not recreated) are isolated.
+    assert [d["field"] for d in a.drift_details] == ["observed_pid_namespace"]
 
 
 def test_nodes_without_endpoint_are_not_audited(registered, make_cluster, make_node):

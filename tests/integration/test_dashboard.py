@@ -104,7 +104,7 @@ def test_node_page_explains_the_decision(fleet):
     node = east.nodes.get(name="e2")
     body = signed_in("viewer").get(f"/nodes/{node.pk}/").content.decode()
     assert "CRI_DISABLED" in body and "dockertools" in body
-    assert "Never audited." in body and "No rollout has touched this node." in body
+    assert "Never read." in body and "No rollout has touched this node." in body
     assert signed_in("other").get("/nodes/999999/").status_code == 404
 
 

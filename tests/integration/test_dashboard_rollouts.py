@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from rollout import services
+from rollout import transitions as services
 from rollout.models import Rollout
 from rollout.strategy import Strategy
 from tests.integration.test_dashboard import signed_in

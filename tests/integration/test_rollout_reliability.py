@@ -22,7 +22,7 @@ from drivers.docker_engine import DockerEngineDriver
 from nodes.audits import endpoint_for
 from nodes.management.commands.simfleet import register
 from nodes.models import Cluster, Node
-from rollout import services
+from rollout import transitions as services
 from rollout.models import NodeOperation
 from rollout.strategy import Strategy
 from rollout.tasks import rollout_kick, rollouts_reconcile
@@ -234,13 +234,20 @@ def wait_until(predicate, timeout, reconcile=False):
 def assert_all_shared(fleet, rollout):
     rollout.refresh_from_db()
     assert rollout.status == "succeeded", rollout.reason
-    assert not NodeOperation.objects.filter(state__in=["dispatched", "running"]).exists()
+    assert not NodeOperation.objects.filter(state="running").exists()
     assert rollout.operations.filter(state="succeeded").count() == NODES
     driver = DockerEngineDriver()
     for node in Node.objects.filter(cluster__name="sim"):
         assert driver.facts(endpoint_for(node)).observed_pid_namespace == "shared", node.name
+        # The inventory is right the moment the rollout ends: what the service wants and what it saw.
+        assert (node.observed_pid_namespace, node.observed_via) == ("shared", "verify"), node.name
+        assert node.kubelet_flags == node.desired_flags == {"enable-cri": "true"}, node.name
     # Each node's drop-in changed once: a repeated apply found it already written.
     assert max(n.restarts for n in fleet.nodes) == 1
+    # And the next audit confirms it: nothing the service did reads as drift.
+    out = io.StringIO()
+    call_command("audit", quiet=True, stdout=out)
+    assert f"{NODES} nodes read, 0 failed, 0 drifted" in out.getvalue()
 
 
 def test_worker_killed_mid_rollout(lab, workers):

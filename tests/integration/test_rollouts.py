@@ -12,11 +12,12 @@ from drivers.docker_engine import DockerEngineDriver
 from nodes.audits import endpoint_for
 from nodes.management.commands.simfleet import register
 from nodes.models import Cluster, Node
-from rollout import services
+from rollout import advancer, operations, recovery, selectors, transitions
+from rollout.errors import RolloutConflict
 from rollout.models import NodeOperation, Rollout
 from rollout.strategy import Strategy, Window
 from tests.conftest import fleet_spec, node_group
-from tests.rollout_driver import drive
+from tests.rollout_driver import drive, run_operation
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ISOLATED_16 = {"enable-cri": "false"}
@@ -41,7 +42,7 @@ def sim(run_fleet):
 
 
 def create(cluster, intent="shared", start=True, **strategy):
-    rollout = services.rollout_create(
+    rollout = transitions.rollout_create(
         actor="user:test",
         name="r",
         cluster=cluster,
@@ -50,7 +51,7 @@ def create(cluster, intent="shared", start=True, **strategy):
         selector=strategy.pop("selector", None) or {},
     )
     if start:
-        rollout = services.rollout_start(actor="user:test", rollout=rollout)
+        rollout = transitions.rollout_start(actor="user:test", rollout=rollout)
     return rollout
 
 
@@ -91,7 +92,7 @@ def test_preview_lists_targets_waves_skips_and_duration(sim, make_node):
     make_node(cluster, "paper")
     Node.objects.filter(name="iso-03").update(managed=False)
     before = (Rollout.objects.count(), NodeOperation.objects.count())
-    preview = services.rollout_preview(
+    preview = selectors.rollout_preview(
         cluster=cluster, selector={}, intent="shared", strategy=Strategy(canary_count=1, batch_size=5)
     )
     assert [t["node"] for t in preview["targets"]] == ["iso-01", "iso-02"]
@@ -107,7 +108,7 @@ def test_preview_lists_targets_waves_skips_and_duration(sim, make_node):
         "shared": "already-shared",
     }
     assert preview["predicted_seconds"] == 60.0  # two waves of one slot at the default 30 s per node
-    isolated = services.rollout_preview(
+    isolated = selectors.rollout_preview(
         cluster=cluster, selector={"labels": {}}, intent="isolated", strategy=Strategy()
     )
     assert {s["node"]: s["code"] for s in isolated["skipped"]}["k17"] == "ROLLBACK_REQUIRES_DOWNGRADE"
@@ -119,11 +120,11 @@ def test_selector_by_label_and_name(sim):
         node_group("a-{i}", count=3, kubelet_flags=ISOLATED_16, labels={"pool": "gpu"}),
         node_group("b-{i}", count=2, kubelet_flags=ISOLATED_16, labels={"pool": "general"}),
     )
-    by_label = services.rollout_preview(
+    by_label = selectors.rollout_preview(
         cluster=cluster, selector={"labels": {"pool": "gpu"}}, intent="shared", strategy=Strategy()
     )
     assert [t["node"] for t in by_label["targets"]] == ["a-01", "a-02", "a-03"]
-    by_name = services.rollout_preview(
+    by_name = selectors.rollout_preview(
         cluster=cluster, selector={"nodes": ["b-02", "a-01"]}, intent="shared", strategy=Strategy()
     )
     assert [t["node"] for t in by_name["targets"]] == ["a-01", "b-02"]
@@ -160,9 +161,7 @@ def test_node_that_never_verifies_fails_and_the_budget_holds(sim):
 def test_unreachable_at_preflight_is_retried_then_fails_without_auto_rollback(sim, settings):
     fleet, cluster = sim(node_group("a", kubelet_flags=ISOLATED_16), node_group("b", kubelet_flags=ISOLATED_16))
     rollout = create(cluster, canary_count=0, auto_rollback=False, max_unavailable=2)
-    fleet.thread.run(
-        lambda: [s.close() for s in fleet._servers if s.sockets[0].getsockname()[1] == fleet.node("sim", "b").port]
-    )
+    fleet.thread.run(fleet.take_down, fleet.node("sim", "b"))
     rollout = drive(rollout)
     assert rollout.status == "failed"
     assert "failure budget exceeded" in rollout.reason
@@ -177,9 +176,9 @@ def test_pause_after_canary_waits_for_approval(sim):
     rollout = drive(create(cluster, canary_count=1, batch_size=3, pause_after_canary=True))
     assert rollout.status == "awaiting-approval"
     assert list(states(rollout).values()).count("succeeded") == 1
-    with pytest.raises(services.RolloutConflict):
-        services.rollout_resume(actor="user:test", rollout=rollout)
-    services.rollout_approve(actor="user:approver", rollout=rollout)
+    with pytest.raises(RolloutConflict):
+        transitions.rollout_resume(actor="user:test", rollout=rollout)
+    transitions.rollout_approve(actor="user:approver", rollout=rollout)
     rollout = drive(rollout)
     assert rollout.status == "succeeded"
     assert AuditEvent.objects.filter(verb="approve", actor="user:approver").exists()
@@ -188,24 +187,24 @@ def test_pause_after_canary_waits_for_approval(sim):
 def test_pause_resume_and_abort(sim):
     _, cluster = sim(node_group("n-{i}", count=4, kubelet_flags=ISOLATED_16))
     rollout = create(cluster, canary_count=0, batch_size=1, max_unavailable=1)
-    services.rollout_advance(rollout_id=rollout.pk)
-    services.rollout_pause(actor="user:test", rollout=rollout)
-    assert services.rollout_advance(rollout_id=rollout.pk).dispatched == []
-    services.rollout_resume(actor="user:test", rollout=rollout)
-    services.rollout_abort(actor="user:test", rollout=rollout)
+    advancer.rollout_advance(rollout_id=rollout.pk)
+    transitions.rollout_pause(actor="user:test", rollout=rollout)
+    assert advancer.rollout_advance(rollout_id=rollout.pk).dispatched == []
+    transitions.rollout_resume(actor="user:test", rollout=rollout)
+    transitions.rollout_abort(actor="user:test", rollout=rollout)
     rollout.refresh_from_db()
     assert rollout.status == "aborted"
     assert set(states(rollout).values()) == {"cancelled"}
-    with pytest.raises(services.RolloutConflict, match="cannot start a rollout that is aborted"):
-        services.rollout_start(actor="user:test", rollout=rollout)
+    with pytest.raises(RolloutConflict, match="cannot start a rollout that is aborted"):
+        transitions.rollout_start(actor="user:test", rollout=rollout)
 
 
 def test_soak_between_waves(sim):
     _, cluster = sim(node_group("n-{i}", count=2, kubelet_flags=ISOLATED_16))
     rollout = create(cluster, canary_count=1, batch_size=1, soak_seconds=1)
-    first = services.rollout_advance(rollout_id=rollout.pk).dispatched
-    services.operation_execute(operation_id=first[0], worker="w")
-    soaking = services.rollout_advance(rollout_id=rollout.pk)
+    first = advancer.rollout_advance(rollout_id=rollout.pk).dispatched
+    run_operation(first[0])
+    soaking = advancer.rollout_advance(rollout_id=rollout.pk)
     assert soaking.dispatched == [] and 0 < soaking.recheck_in <= 1
     rollout.refresh_from_db()
     assert rollout.reason == "soaking 1s after wave 0"
@@ -225,7 +224,7 @@ def test_closed_window_starts_nothing(sim):
         }
     )
     rollout = create(cluster, window=closed)
-    result = services.rollout_advance(rollout_id=rollout.pk)
+    result = advancer.rollout_advance(rollout_id=rollout.pk)
     rollout.refresh_from_db()
     assert result.dispatched == [] and result.recheck_in
     assert rollout.reason.startswith("waiting for the maintenance window")
@@ -235,7 +234,7 @@ def test_manual_rollback_of_a_finished_rollout(sim):
     fleet, cluster = sim(node_group("n-{i}", count=3, kubelet_flags=ISOLATED_16))
     rollout = drive(create(cluster))
     assert rollout.status == "succeeded"
-    services.rollout_rollback(actor="user:test", rollout=rollout)
+    transitions.rollout_rollback(actor="user:test", rollout=rollout)
     rollout = drive(rollout)
     assert rollout.status == "rolled-back", rollout.reason
     assert all(observed(fleet, n).observed_pid_namespace == "isolated" for n in ("n-01", "n-02", "n-03"))
@@ -248,7 +247,7 @@ def test_rollback_that_flags_cannot_do_reports_the_downgrade(sim):
     # The kubelet was upgraded to 1.7 since: the CRI can no longer be disabled.
     node = fleet.node("sim", "up")
     (node.kubelet_dir / "kubelet-version").write_text("v1.7.3\n")
-    services.rollout_rollback(actor="user:test", rollout=rollout)
+    transitions.rollout_rollback(actor="user:test", rollout=rollout)
     rollout = drive(rollout)
     assert rollout.status == "failed"
     assert "up needs manual action" in rollout.reason and "downgrade" in rollout.reason
@@ -260,10 +259,10 @@ def test_rollback_that_flags_cannot_do_reports_the_downgrade(sim):
 def test_second_rollout_on_busy_nodes_is_refused_or_waits(sim):
     _, cluster = sim(node_group("n-{i}", count=2, kubelet_flags=ISOLATED_16))
     first = create(cluster, start=False)
-    with pytest.raises(services.RolloutConflict) as excinfo:
+    with pytest.raises(RolloutConflict) as excinfo:
         create(cluster, start=False)
     assert f"node n-01 is in unfinished rollout {first.pk}" in str(excinfo.value.errors)
-    second = services.rollout_create(
+    second = transitions.rollout_create(
         actor="user:test",
         name="w",
         cluster=cluster,
@@ -271,19 +270,19 @@ def test_second_rollout_on_busy_nodes_is_refused_or_waits(sim):
         strategy=Strategy(canary_count=0, max_unavailable=2),
         busy_policy="wait",
     )
-    services.rollout_start(actor="user:test", rollout=first)
-    services.rollout_start(actor="user:test", rollout=second)
-    first_ops = services.rollout_advance(rollout_id=first.pk).dispatched
+    transitions.rollout_start(actor="user:test", rollout=first)
+    transitions.rollout_start(actor="user:test", rollout=second)
+    first_ops = advancer.rollout_advance(rollout_id=first.pk).dispatched
     assert len(first_ops) == 1  # the canary
     # The second rollout cannot take n-01 while the first holds it.
-    second_ops = services.rollout_advance(rollout_id=second.pk).dispatched
+    second_ops = advancer.rollout_advance(rollout_id=second.pk).dispatched
     assert [NodeOperation.objects.get(pk=i).node.name for i in second_ops] == ["n-02"]
 
 
 def test_claim_is_exclusive(sim):
     _, cluster = sim(node_group("a", kubelet_flags=ISOLATED_16))
     rollout = create(cluster)
-    [op_id] = services.rollout_advance(rollout_id=rollout.pk).dispatched
+    [op_id] = advancer.rollout_advance(rollout_id=rollout.pk).dispatched
     winners = []
     barrier = threading.Barrier(4)
 
@@ -291,7 +290,7 @@ def test_claim_is_exclusive(sim):
         from django.db import connection
 
         barrier.wait()
-        if services.operation_claim(operation_id=op_id, worker=worker):
+        if operations.operation_claim(operation_id=op_id, worker=worker):
             winners.append(worker)
         connection.close()
 
@@ -309,12 +308,12 @@ def test_a_node_has_one_active_operation_across_rollouts(sim):
     _, cluster = sim(node_group("a", kubelet_flags=ISOLATED_16))
     node = Node.objects.get(name="a")
     r1 = create(cluster, start=False)
-    r2 = services.rollout_create(
+    r2 = transitions.rollout_create(
         actor="t", name="two", cluster=cluster, intent="shared", strategy=Strategy(), busy_policy="wait"
     )
     NodeOperation.objects.filter(rollout=r1, node=node).update(state="running")
     with pytest.raises(IntegrityError):
-        NodeOperation.objects.filter(rollout=r2, node=node).update(state="dispatched")
+        NodeOperation.objects.filter(rollout=r2, node=node).update(state="running")
 
 
 def test_lost_worker_operation_is_recovered(sim, settings):
@@ -324,11 +323,13 @@ def test_lost_worker_operation_is_recovered(sim, settings):
 
     _, cluster = sim(node_group("a", kubelet_flags=ISOLATED_16))
     rollout = create(cluster)
-    [op_id] = services.rollout_advance(rollout_id=rollout.pk).dispatched
-    services.operation_claim(operation_id=op_id, worker="dead-worker")
+    [op_id] = advancer.rollout_advance(rollout_id=rollout.pk).dispatched
+    operations.operation_claim(operation_id=op_id, worker="dead-worker")
     NodeOperation.objects.filter(pk=op_id).update(lease_until=timezone.now() - timedelta(seconds=1))
-    assert services.operations_recover() == [op_id]
-    assert NodeOperation.objects.get(pk=op_id).state == "dispatched"
+    assert recovery.operations_recover() == [op_id]
+    op = NodeOperation.objects.get(pk=op_id)
+    assert (op.state, op.lease_owner, op.step) == ("running", "", "apply")
+    assert "dead-worker stopped during apply" in op.error
     rollout = drive(rollout)
     assert rollout.status == "succeeded"
     assert rollout.operations.get(pk=op_id).attempts == 2
@@ -337,17 +338,19 @@ def test_lost_worker_operation_is_recovered(sim, settings):
 def test_retry_after_an_apply_that_landed_counts_as_succeeded(sim):
     fleet, cluster = sim(node_group("a", kubelet_flags=ISOLATED_16))
     rollout = create(cluster)
-    [op_id] = services.rollout_advance(rollout_id=rollout.pk).dispatched
-    op = services.operation_claim(operation_id=op_id, worker="dying-worker")
-    # The worker recorded what it saw, applied, and died before verifying.
-    NodeOperation.objects.filter(pk=op_id).update(before_flags=ISOLATED_16, before_mode="isolated", changed=True)
+    [op_id] = advancer.rollout_advance(rollout_id=rollout.pk).dispatched
+    op = operations.operation_claim(operation_id=op_id, worker="dying-worker")
+    # The worker passed the write gate (recording what it saw), applied, and died before verifying.
+    NodeOperation.objects.filter(pk=op_id).update(
+        before_flags=ISOLATED_16, before_mode="isolated", target_flags={"enable-cri": "true"}, changed=True
+    )
     DockerEngineDriver().apply(endpoint_for(op.node), {"enable-cri": "true"})
     from datetime import timedelta
 
     from django.utils import timezone
 
     NodeOperation.objects.filter(pk=op_id).update(lease_until=timezone.now() - timedelta(seconds=1))
-    services.operations_recover()
+    recovery.operations_recover()
     rollout = drive(rollout)
     op = rollout.operations.get(pk=op_id)
     assert (op.state, op.before_flags, op.attempts) == ("succeeded", ISOLATED_16, 2)

@@ -2,9 +2,9 @@
 
 import pytest
 
-from drivers.dropin import DropinError, parse_dropin, parse_helper_output, render_dropin
+from drivers.dropin import Desired, DropinError, parse_dropin, parse_helper_output, render_dropin
 from drivers.observe import init_process_name, node_mode, observe_pods, pause_image, ps_pid1
-from nodes.drift import detect_drift
+from nodes.drift import describe, detect_drift
 
 
 def test_dropin_round_trip_keeps_only_managed_flags():
@@ -65,33 +65,44 @@ def test_init_process_and_ps():
     assert ps_pid1("PID   COMMAND\n    7 sleep\n") is None
 
 
-EXPECTED = {
-    "kubelet_version": "v1.6.4",
-    "runtime_version": "1.12.6",
-    "kubelet_flags": {"enable-cri": "false", "max-pods": "9"},
-    "pause_image": "k8s.gcr.io/pause:3.1",
-}
+ISOLATED = Desired(flags={"enable-cri": "false"})
 
 
 @pytest.mark.parametrize(
-    "observed, decided, fields",
+    "desired, flags, mode, expected_mode, drift",
     [
-        ({**EXPECTED, "observed_pid_namespace": "isolated"}, "isolated", []),
+        # what the service wants is what it saw
+        (ISOLATED, {"enable-cri": "false", "max-pods": "9"}, "isolated", "isolated", []),
+        # a flag it does not manage, or a version, is not drift
+        (ISOLATED, {"enable-cri": "false", "max-pods": "10"}, "isolated", "isolated", []),
+        # a managed flag changed behind its back
+        (ISOLATED, {}, "shared", "isolated", [("kubelet_flags", "enable-cri"), ("observed_pid_namespace", None)]),
+        # a gate it wants is missing
         (
-            {**EXPECTED, "runtime_version": "17.03.1-ce", "observed_pid_namespace": "isolated"},
+            Desired(flags={}, gates={"PodShareProcessNamespace": True}),
+            {},
             "isolated",
-            ["runtime_version"],
+            "isolated",
+            [("feature_gates", "PodShareProcessNamespace")],
         ),
-        ({**EXPECTED, "kubelet_flags": {}, "observed_pid_namespace": "shared"}, "shared", ["kubelet_flags"]),
-        ({**EXPECTED, "observed_pid_namespace": "mixed"}, "isolated", ["observed_pid_namespace"]),
-        ({**EXPECTED, "observed_pid_namespace": "shared"}, "isolated", ["observed_pid_namespace"]),
-        ({**EXPECTED, "observed_pid_namespace": "unknown"}, "isolated", []),
+        # pods in mixed modes, or in another mode than the settings give
+        (ISOLATED, {"enable-cri": "false"}, "mixed", "isolated", [("observed_pid_namespace", None)]),
+        (ISOLATED, {"enable-cri": "false"}, "shared", "isolated", [("observed_pid_namespace", None)]),
+        # nothing seen, nothing to say
+        (ISOLATED, {"enable-cri": "false"}, "unknown", "isolated", []),
+        # no intent yet: only the pods can drift
+        (None, {"enable-cri": "true"}, "shared", "shared", []),
+        (None, {"enable-cri": "true"}, "mixed", "shared", [("observed_pid_namespace", None)]),
     ],
 )
-def test_drift(observed, decided, fields):
-    assert [d["field"] for d in detect_drift(EXPECTED, observed, decided)] == fields
+def test_drift(desired, flags, mode, expected_mode, drift):
+    found = detect_drift(desired=desired, observed_flags=flags, observed_mode=mode, expected_mode=expected_mode)
+    assert [(d["field"], d.get("key")) for d in found] == drift
+    assert all(describe(d) for d in found)
 
 
-def test_no_drift_for_a_node_the_inventory_did_not_know():
-    observed = {**EXPECTED, "observed_pid_namespace": "isolated"}
-    assert detect_drift({"kubelet_version": ""}, observed, "isolated") == []
+def test_drift_in_words():
+    assert describe({"field": "kubelet_flags", "key": "enable-cri", "desired": "false", "observed": None}) == (
+        "flag --enable-cri: wanted false, found unset"
+    )
+    assert "mixed" in describe({"field": "observed_pid_namespace", "desired": "shared", "observed": "mixed"})

@@ -5,7 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from core.progress import ProgressLine
-from nodes import services
+from nodes import importing
 from nodes.inventory_files import FORMATS, InventoryFileError, read_inventory
 
 
@@ -29,10 +29,10 @@ class Command(BaseCommand):
                     row["cluster"] = cluster
         progress = None if quiet else ProgressLine(getattr(self.stderr, "_out", self.stderr), f"import {file.name}")
         try:
-            result = services.nodes_import(
+            result = importing.nodes_import(
                 actor="command:import_nodes", nodes=nodes, clusters=clusters, progress=progress
             )
-        except services.InventoryError as exc:
+        except importing.InventoryError as exc:
             if progress:
                 progress.close()
             self._print_errors(exc.errors, csv_lines=file.suffix.lower() == ".csv" or format == "csv")

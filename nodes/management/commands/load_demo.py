@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
-from nodes import services
+from nodes import importing
 from nodes.inventory_files import read_inventory
 
 DEMO_FILE = Path(__file__).resolve().parents[2] / "demo" / "inventory.yaml"
@@ -15,5 +15,5 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         clusters, nodes = read_inventory(DEMO_FILE)
-        result = services.nodes_import(actor="command:load_demo", nodes=nodes, clusters=clusters)
+        result = importing.nodes_import(actor="command:load_demo", nodes=nodes, clusters=clusters)
         self.stdout.write(f"demo inventory: {result.total} nodes in {len(clusters)} clusters")

@@ -10,7 +10,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from nodes import services
+from nodes import importing
 from simfleet.fleet import DEFAULT_DOCKER_URL, DOCKER_SOCK, ENGINES, Fleet, dockerd_available
 from simfleet.spec import SpecError, load_spec
 
@@ -22,7 +22,7 @@ def register(fleet: Fleet) -> int:
         {"cluster": n.spec.cluster, "name": n.spec.name, "docker_endpoint": fleet.endpoint(n), "labels": n.spec.labels}
         for n in fleet.nodes
     ]
-    return services.nodes_import(actor="command:simfleet", nodes=nodes, clusters=clusters).total
+    return importing.nodes_import(actor="command:simfleet", nodes=nodes, clusters=clusters).total
 
 
 class Command(BaseCommand):

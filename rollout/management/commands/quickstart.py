@@ -27,7 +27,8 @@ from core.roles import ADMIN, role_set
 from nodes import audits
 from nodes.models import Cluster
 from nodes.tasks import audit_enqueue
-from rollout import services
+from rollout import transitions
+from rollout.errors import RolloutError
 from rollout.models import Rollout
 from rollout.strategy import Strategy
 from simfleet.fleet import dockerd_available
@@ -199,7 +200,7 @@ def demo_rollout() -> Rollout | None:
         return None
     try:
         with transaction.atomic():
-            return services.rollout_create(
+            return transitions.rollout_create(
                 actor="command:quickstart",
                 name=DEMO_ROLLOUT,
                 cluster=cluster,
@@ -209,5 +210,5 @@ def demo_rollout() -> Rollout | None:
                     canary_count=1, batch_size=50, batch_percent=True, max_unavailable=2, pause_after_canary=True
                 ),
             )
-    except services.RolloutError:
+    except RolloutError:
         return None

@@ -16,21 +16,15 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from core.progress import ProgressLine
-from rollout import selectors, services
+from rollout import selectors, transitions
 from rollout.api.serializers import RolloutInputSerializer
+from rollout.errors import RolloutError
 from rollout.models import ROLLOUT_FINAL_STATES, Rollout, RolloutStatus
 from rollout.selectors import progress_of
 from rollout.tasks import rollout_kick
 
 ACTOR = "command:rollout"
-ACTIONS = {
-    "start": services.rollout_start,
-    "pause": services.rollout_pause,
-    "resume": services.rollout_resume,
-    "abort": services.rollout_abort,
-    "approve": services.rollout_approve,
-    "rollback": services.rollout_rollback,
-}
+ACTIONS = transitions.ACTIONS
 
 
 def _pairs(values, what):
@@ -103,9 +97,9 @@ class Command(BaseCommand):
             try:
                 with transaction.atomic():
                     rollout = ACTIONS[action](actor=ACTOR, rollout=rollout)
-                    if action not in ("pause", "abort"):
+                    if action in transitions.KICKS:
                         rollout_kick(rollout.pk)
-            except services.RolloutError as exc:
+            except RolloutError as exc:
                 raise CommandError(_errors(exc.errors)) from None
             self.stdout.write(f"rollout {rollout.pk} {rollout.status}")
             if not options.get("follow"):
@@ -133,16 +127,16 @@ class Command(BaseCommand):
             raise CommandError(_errors(serializer.errors))
         v = serializer.validated_data
         if action == "preview":
-            preview = services.rollout_preview(
+            preview = selectors.rollout_preview(
                 cluster=v["cluster"], selector=v["selector"], intent=v["intent"], strategy=v["strategy"]
             )
             self._print_preview(preview)
             return
         try:
-            rollout = services.rollout_submit(actor=ACTOR, data=v, start=options["start"])
+            rollout = transitions.rollout_submit(actor=ACTOR, data=v, start=options["start"])
             if options["start"]:
                 rollout_kick(rollout.pk)
-        except services.RolloutError as exc:
+        except RolloutError as exc:
             raise CommandError(_errors(exc.errors)) from None
         self.stdout.write(f"rollout {rollout.pk} {rollout.status}: {rollout.name}")
         if options["follow"]:

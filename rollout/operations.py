@@ -1,0 +1,355 @@
+"""Node operations: one step at a time, each a short piece of work under a short lease.
+
+A running operation's row says which step is next (``step``) and when it is due (``wake_at``). A
+worker claims the row's lease (:func:`operation_claim`), does the step's I/O, and writes the result
+with an update guarded by its lease and the step it started from: a worker whose lease was taken
+over writes nothing. Between steps the operation holds no worker: a verification that waits for a
+slow kubelet is a row that is looked at again shortly (``wake_at``), not a sleeping thread.
+
+Steps (:data:`rollout.states.STEPS`):
+
+* ``apply``: decide the node's flags from its observed facts; pass the write gate (the rollout must
+  still allow writing, read under a share lock, and the operation records what it saw before);
+  then write the drop-in with a compare-and-set on the kubelet version and the flags it saw. A
+  node that changed since it was read is read again and decided afresh. The node's desired state
+  becomes what was written.
+* ``verify``: one look at the pods per wake-up, backing off from 50 ms to ``PIDNS_VERIFY_POLL``;
+  every pod in the new mode on two looks in a row, then ``ps`` in a container as proof. The node's
+  observed state is recorded from that last look, so the inventory is right the moment the
+  operation succeeds.
+
+Transient engine errors retry the step with backoff, up to ``PIDNS_OPERATION_MAX_ATTEMPTS``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from core.events import event_record
+from drivers.base import Driver, DriverError, ErrorCode, ObservedFacts, PodPoll
+from drivers.dropin import Desired, managed_subset
+from drivers.observe import pause_image
+from gates.facts import FactsError, parse_facts
+from gates.plans import decide
+from nodes.access import default_driver, endpoint_for
+from nodes.decisions import node_decision, with_desired
+from nodes.models import ObservedVia
+from nodes.observations import Reading, record_reading
+from nodes.services import node_desire
+
+from .advancer import Handover, hand_over
+from .locks import status_for_write
+from .models import NodeOperation, OperationState
+from .states import APPLY, FORWARD, NODE_MODES, OPERATION, VERIFY, may_write
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_CODES = (ErrorCode.UNREACHABLE, ErrorCode.TIMEOUT, ErrorCode.ENGINE_ERROR)
+FIRST_POLL = 0.05
+CONFLICT = "conflict"
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What a step ended in: the operation as written, when its next step is due (``wake_in``),
+    and, when it finished, what became of its slot."""
+
+    operation: NodeOperation
+    wake_in: float | None = None
+    handover: Handover | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.handover is not None
+
+
+@dataclass
+class _Step:
+    """What a step handler decided: the next step (and when), or an end (``action``), with fields."""
+
+    action: str | None = None
+    step: str | None = None
+    wake_in: float = 0.0
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def operation_claim(*, operation_id: int, worker: str, now: datetime | None = None) -> NodeOperation | None:
+    """Take the lease of a running operation whose step is due; None when it is not due, finished,
+    or another worker holds it."""
+    now = now or timezone.now()
+    lease = timedelta(seconds=settings.PIDNS_OPERATION_LEASE_SECONDS)
+    claimed = (
+        NodeOperation.objects.filter(pk=operation_id, state=OperationState.RUNNING)
+        .filter(Q(wake_at__isnull=True) | Q(wake_at__lte=now))
+        .filter(Q(lease_owner="") | Q(lease_until__lt=now))
+        .update(lease_owner=worker[:200], lease_until=now + lease, started_at=_coalesce_now(now))
+    )
+    if not claimed:
+        return None
+    return NodeOperation.objects.select_related(
+        "rollout",
+        "node",
+        "node__cluster",
+        "node__docker_credential",
+        "node__cluster__docker_credential",
+    ).get(pk=operation_id)
+
+
+def _coalesce_now(now: datetime):
+    from django.db.models.functions import Coalesce
+
+    return Coalesce(F("started_at"), now)
+
+
+def operation_step(*, operation_id: int, worker: str, driver: Driver | None = None) -> StepOutcome | None:
+    """Run the due step of one operation. Returns None when it was not this worker's to run."""
+    op = operation_claim(operation_id=operation_id, worker=worker)
+    if op is None:
+        return None
+    driver = driver or default_driver()
+    started = op.step
+    try:
+        result = STEPS[op.step](op, driver, worker)
+    except DriverError as exc:
+        result = _on_driver_error(op, exc)
+    except Exception as exc:
+        log.exception("operation %s failed in step %s", op.pk, op.step)
+        result = _Step(action="fail", fields={"error_code": "internal", "error": f"{type(exc).__name__}: {exc}"[:2000]})
+    return _save(op, worker, started, result)
+
+
+def _on_driver_error(op: NodeOperation, exc: DriverError) -> _Step:
+    """A transient engine error tries the step again (``attempts`` counts the tries), with backoff;
+    any other error, or the last try, fails the operation."""
+    fields: dict[str, Any] = {"error_code": exc.code, "error": exc.message[:2000]}
+    if exc.code in TRANSIENT_CODES and op.attempts < settings.PIDNS_OPERATION_MAX_ATTEMPTS:
+        fields["attempts"] = op.attempts + 1
+        return _Step(step=op.step, wake_in=min(30.0, 2.0**op.attempts), fields=fields)
+    if exc.code == ErrorCode.APPLY_FAILED and op.step == APPLY:
+        fields["changed"] = False  # the helper writes atomically: a failed write left the node as it was
+    return _Step(action="fail", fields=fields)
+
+
+def _save(op: NodeOperation, worker: str, started_step: str, result: _Step) -> StepOutcome | None:
+    """Write a step's result, guarded by this worker's lease and the step it began from."""
+    now = timezone.now()
+    mine = NodeOperation.objects.filter(
+        pk=op.pk, state=OperationState.RUNNING, lease_owner=worker[:200], step=started_step
+    )
+    release = {"lease_owner": "", "lease_until": None}
+    if result.action is None:
+        wake = now + timedelta(seconds=result.wake_in)
+        if not mine.update(step=result.step, wake_at=wake, **release, **result.fields):
+            return None  # the lease was taken over: that worker's result stands
+        op.refresh_from_db()
+        return StepOutcome(op, wake_in=result.wake_in)
+    duration = (now - op.started_at).total_seconds() if op.started_at else None
+    fields = {"finished_at": now, "duration_seconds": duration, "wake_at": None, **release, **result.fields}
+    with transaction.atomic():
+        if not OPERATION.apply(mine, result.action, **fields):
+            return None
+        op.refresh_from_db()
+        handover = hand_over(op, now)
+        event_record(
+            actor=f"task:operation:{worker}",
+            verb=f"operation-{op.state}",
+            object_type="rollout",
+            object_id=op.rollout_id,
+            object_repr=f"{op.phase} {op.node.name}",
+            before={"flags": op.before_flags, "mode": op.before_mode},
+            after={
+                "flags": op.after_flags,
+                "state": op.state,
+                "error": op.error or op.skip_reason,
+                "attempts": op.attempts,
+                "node_id": op.node_id,
+            },
+        )
+    return StepOutcome(op, handover=handover)
+
+
+# --- apply ------------------------------------------------------------------------------------------
+
+
+def _expected_mode(op: NodeOperation) -> str:
+    if op.phase == FORWARD:
+        return "shared" if op.rollout.intent == "shared" else "isolated"
+    return op.expected_mode if op.expected_mode in NODE_MODES else ""
+
+
+def _gate(op: NodeOperation, worker: str, **fields: Any) -> bool:
+    """The write gate: record that this operation is about to write, if its rollout still allows it.
+    The rollout's status is read under a share lock, so an abort commits either before (nothing is
+    written) or after (the write goes on, and the operation finishes)."""
+    with transaction.atomic():
+        row = status_for_write(op.rollout_id)
+        if row is None or row[0] not in may_write(op.phase):
+            return False
+        return bool(
+            NodeOperation.objects.filter(
+                pk=op.pk, state=OperationState.RUNNING, lease_owner=worker[:200], step=APPLY
+            ).update(changed=True, **fields)
+        )
+
+
+def _apply(op: NodeOperation, driver: Driver, worker: str) -> _Step:
+    node = op.node
+    endpoint = endpoint_for(node)
+    if not op.changed:
+        planned = _plan_forward(op) if op.phase == FORWARD else _plan_rollback(op)
+        if isinstance(planned, _Step):
+            return planned
+        before, target = planned
+        if not _gate(op, worker, before_flags=before, before_mode=node.observed_pid_namespace, target_flags=target):
+            return _Step(
+                action="cancel", fields={"error": "cancelled: the rollout stopped before this operation wrote"}
+            )
+        op.before_flags, op.target_flags, op.changed = before, target, True
+    expect_flags = op.before_flags if op.phase == FORWARD else None
+    result = driver.apply(
+        endpoint, dict(op.target_flags or {}), expect_flags=expect_flags, expect_kubelet=node.kubelet_version or None
+    )
+    if result.conflict:
+        return _conflict(op, driver, endpoint)
+    node_desire(node=node, desired=Desired.of(op.target_flags or {}), source=f"rollout {op.rollout_id} ({op.phase})")
+    if result.kubelet_version:
+        node.kubelet_version = result.kubelet_version
+    expected = _expected_mode(op)
+    if not expected:
+        return _Step(action="succeed", fields={"after_flags": op.target_flags, "error_code": "", "error": ""})
+    verify_state = {"delay": FIRST_POLL, "last": None, "kubelet": result.kubelet_version, "wrote": result.changed}
+    deadline = timezone.now() + timedelta(seconds=settings.PIDNS_VERIFY_TIMEOUT)
+    return _Step(
+        step=VERIFY,
+        wake_in=FIRST_POLL if result.changed else 0.0,
+        fields={"deadline": deadline, "verify_state": verify_state, "error_code": "", "error": ""},
+    )
+
+
+def _plan_forward(op: NodeOperation) -> _Step | tuple[dict, dict]:
+    """(flags before, flags to write) for a forward operation, or the step that ends it."""
+    node, rollout = op.node, op.rollout
+    decision, why = node_decision(node.facts(), node.cluster.plan, rollout.intent)
+    if decision is None:
+        return _Step(action="fail", fields={"error_code": "unknown-facts", "error": why[:2000]})
+    if decision.blockers:
+        blocker = decision.blockers[0]
+        return _Step(action="skip", fields={"skip_reason": f"{blocker.code}: {blocker.message}"[:200]})
+    expected = _expected_mode(op)
+    if not decision.changes_required and node.observed_pid_namespace == expected:
+        return _Step(action="skip", fields={"skip_reason": f"already-{rollout.intent}: the node is already {expected}"})
+    return managed_subset(node.kubelet_flags or {}), managed_subset(dict(decision.kubelet_flags))
+
+
+def _plan_rollback(op: NodeOperation) -> _Step | tuple[dict, dict]:
+    """(flags before, flags to write) for a rollback operation, or the step that ends it: a node
+    whose previous flags no longer give its previous mode needs a person."""
+    node = op.node
+    target = dict(op.target_flags or {})
+    if op.expected_mode in NODE_MODES:
+        try:
+            decision = decide(parse_facts(with_desired(node.facts(), Desired.of(target))), node.cluster.plan)
+        except FactsError as exc:
+            return _Step(action="fail", fields={"error_code": "unknown-facts", "error": str(exc)[:2000]})
+        if decision.pid_namespace != op.expected_mode:
+            current, _ = node_decision(node.facts(), node.cluster.plan)
+            rollback = (current or decision).rollback
+            return _Step(
+                action="need-manual",
+                fields={
+                    "error_code": rollback.method,
+                    "error": f"its previous flags no longer give {op.expected_mode}: {rollback.detail}"[:2000],
+                },
+            )
+    return managed_subset(node.kubelet_flags or {}), target
+
+
+def _conflict(op: NodeOperation, driver: Driver, endpoint) -> _Step:
+    """The node changed since it was read: read it again, and decide afresh on the next try."""
+    facts = driver.facts(endpoint)
+    record_reading(Reading(op.node, facts=facts), via=ObservedVia.PREFLIGHT)
+    if op.attempts >= settings.PIDNS_OPERATION_MAX_ATTEMPTS:
+        return _Step(
+            action="fail",
+            fields={
+                "changed": False,
+                "error_code": CONFLICT,
+                "error": "the node kept changing under the operation (its kubelet version or flags)",
+            },
+        )
+    return _Step(
+        step=APPLY,
+        fields={
+            "attempts": op.attempts + 1,
+            "changed": False,
+            "before_flags": None,
+            "target_flags": None,
+            "error_code": CONFLICT,
+            "error": "the node changed since it was read; deciding again",
+        },
+    )
+
+
+# --- verify -----------------------------------------------------------------------------------------
+
+
+def _verify(op: NodeOperation, driver: Driver, worker: str) -> _Step:
+    """One look at the pods. Every pod in the expected mode on two looks in a row (the same pods),
+    then ``ps`` once as proof. Past the deadline a look that matches still gets its confirming look:
+    the deadline is about the node, not about how late the service looked."""
+    endpoint = endpoint_for(op.node)
+    expected = _expected_mode(op)
+    state = dict(op.verify_state or {})
+    poll = driver.poll(endpoint)
+    matched = poll.mode == expected
+    if matched and poll.sandboxes == state.get("last"):
+        proof = driver.prove(endpoint, poll, expected)
+        if proof is not None:
+            _record_verified(op, driver, poll, state)
+            return _Step(action="succeed", fields={"after_flags": op.target_flags, "proof": proof})
+        matched = False
+    now = timezone.now()
+    if not matched and op.deadline and now >= op.deadline:
+        _record_verified(op, driver, poll, state)
+        return _Step(
+            action="fail",
+            fields={
+                "error_code": ErrorCode.VERIFY_TIMEOUT,
+                "error": f"pods did not reach {expected} within {settings.PIDNS_VERIFY_TIMEOUT:g}s "
+                f"(observed {poll.mode})",
+            },
+        )
+    delay = float(state.get("delay") or FIRST_POLL)
+    wait = FIRST_POLL if matched else delay
+    state.update(last=poll.sandboxes if matched else None, delay=min(delay * 2, settings.PIDNS_VERIFY_POLL))
+    if op.deadline and not matched:
+        wait = min(wait, max(0.0, (op.deadline - now).total_seconds()))
+    return _Step(step=VERIFY, wake_in=wait, fields={"verify_state": state})
+
+
+def _record_verified(op: NodeOperation, driver: Driver, poll: PodPoll, state: dict) -> None:
+    """Record what the verification read as the node's observed state: the flags written, the
+    kubelet version the helper reported, the engine's version, and the pods of the last look."""
+    node = op.node
+    info = driver.engine_version(endpoint_for(node))
+    facts = ObservedFacts(
+        docker_version=str(info.get("Version", "")),
+        api_version=str(info.get("ApiVersion", "")),
+        kubelet_version=state.get("kubelet") or node.kubelet_version,
+        kubelet_flags=dict(op.target_flags or {}),
+        pause_image=pause_image(poll.pods),
+        observed_pid_namespace=poll.mode,
+        pods=poll.pods,
+    )
+    record_reading(Reading(node, facts=facts), via=ObservedVia.VERIFY)
+
+
+STEPS = {APPLY: _apply, VERIFY: _verify}
