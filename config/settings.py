@@ -36,6 +36,11 @@ def envlist(name: str, default: str) -> list[str]:
 
 
 VAR_DIR = Path(env("PIDNS_VAR_DIR", str(BASE_DIR / "var")))
+# What the service keeps there (the database with API tokens and TLS keys, the secret key, the
+# broker's messages) is readable by its user only.
+with contextlib.suppress(OSError):
+    VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    VAR_DIR.chmod(0o700)
 
 
 def _secret_key() -> str:
@@ -115,12 +120,23 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": VAR_DIR / "db.sqlite3",
-            "OPTIONS": {"timeout": 20},
+            # The embedded default serves web processes, a worker and beat at once: readers never
+            # wait for the writer (WAL), and a writer takes the lock when its transaction begins, so
+            # two writers queue (busy timeout) instead of failing half-way.
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
             # A file, not memory, so that test subprocesses (simfleet, workers) share it.
             "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Only tests set this (a fast hasher for the users they create); production keeps Django's default.
+if env("PIDNS_PASSWORD_HASHERS"):
+    PASSWORD_HASHERS = envlist("PIDNS_PASSWORD_HASHERS", "")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

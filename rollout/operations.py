@@ -114,6 +114,11 @@ def operation_step(*, operation_id: int, worker: str, driver: Driver | None = No
     op = operation_claim(operation_id=operation_id, worker=worker)
     if op is None:
         return None
+    return operation_run_claimed(op, worker=worker, driver=driver)
+
+
+def operation_run_claimed(op: NodeOperation, *, worker: str, driver: Driver | None = None) -> StepOutcome | None:
+    """Run the step of an operation this worker has just claimed. None when its lease was taken over."""
     driver = driver or default_driver()
     started = op.step
     try:
@@ -196,7 +201,7 @@ def _gate(op: NodeOperation, worker: str, **fields: Any) -> bool:
         return bool(
             NodeOperation.objects.filter(
                 pk=op.pk, state=OperationState.RUNNING, lease_owner=worker[:200], step=APPLY
-            ).update(changed=True, **fields)
+            ).update(changed=True, written_at=timezone.now(), **fields)
         )
 
 

@@ -114,6 +114,18 @@ def real_engine():
     return f"unix://{DOCKER_SOCK}"
 
 
+def pytest_configure(config):
+    """Tests hash passwords fast (the production hasher is slow on purpose). Servers the tests start
+    in other processes get the same through PIDNS_PASSWORD_HASHERS."""
+    from django.conf import settings
+
+    os.environ["PIDNS_PASSWORD_HASHERS"] = FAST_HASHER
+    settings.PASSWORD_HASHERS = [FAST_HASHER]
+
+
+FAST_HASHER = "django.contrib.auth.hashers.MD5PasswordHasher"
+
+
 def pytest_terminal_summary(terminalreporter):
     ran, skipped = REAL_ENGINE_RESULTS["ran"], REAL_ENGINE_RESULTS["skipped"]
     if ran or skipped:
@@ -162,3 +174,60 @@ def _overview_not_cached(settings):
 
     settings.PIDNS_OVERVIEW_CACHE_SECONDS = 0
     cache.clear()
+
+
+# --- the production server, over real HTTP ----------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float = 30, process=None) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 (a local test server)
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+@pytest.fixture
+def web_server(transactional_db, tmp_path):
+    """gunicorn, as the quick start and production run it, on the test database. Yields its base URL."""
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": subprocess_database_url(), "PIDNS_VAR_DIR": str(tmp_path / "var")}
+    log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{base}/healthz", process=process)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+        errors = (tmp_path / "gunicorn.log").read_text()
+        assert "Traceback" not in errors, errors[-3000:]

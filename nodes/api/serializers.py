@@ -24,13 +24,15 @@ def _normalized(field_name):
 
 
 class ClusterSerializer(serializers.ModelSerializer):
-    node_count = serializers.IntegerField(read_only=True)
+    url = serializers.HyperlinkedIdentityField(view_name="cluster-detail")
+    node_count = serializers.SerializerMethodField()
     docker_credential = NameRelatedField(queryset=DockerCredential.objects.all(), allow_null=True, required=False)
 
     class Meta:
         model = Cluster
         fields = [
             "id",
+            "url",
             "name",
             "plan",
             "description",
@@ -47,6 +49,10 @@ class ClusterSerializer(serializers.ModelSerializer):
             return normalize_labels(value)
         except ValueError as exc:
             raise serializers.ValidationError(str(exc)) from None
+
+    def get_node_count(self, cluster) -> int:
+        counted = getattr(cluster, "node_count", None)  # lists count in SQL
+        return counted if counted is not None else cluster.nodes.count()
 
     def create(self, validated_data):
         return services.cluster_create(actor=actor_of(self.context["request"]), **validated_data)
@@ -67,6 +73,7 @@ _READ_ONLY = [
 
 
 class NodeSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="node-detail")
     cluster = NameRelatedField(queryset=Cluster.objects.all())
     plan = serializers.CharField(source="cluster.plan", read_only=True)
     docker_credential = NameRelatedField(queryset=DockerCredential.objects.all(), allow_null=True, required=False)
@@ -75,6 +82,7 @@ class NodeSerializer(serializers.ModelSerializer):
         model = Node
         fields = [
             "id",
+            "url",
             "cluster",
             "plan",
             *(f for f in NODE_FIELDS if f != "cluster"),
@@ -177,9 +185,21 @@ class CredentialSerializer(serializers.ModelSerializer):
     )
     has_client_key = serializers.SerializerMethodField()
 
+    url = serializers.HyperlinkedIdentityField(view_name="credential-detail")
+
     class Meta:
         model = DockerCredential
-        fields = ["id", "name", "ca_cert", "client_cert", "client_key", "has_client_key", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "url",
+            "name",
+            "ca_cert",
+            "client_cert",
+            "client_key",
+            "has_client_key",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = ["created_at", "updated_at"]
 
     def get_has_client_key(self, credential) -> bool:

@@ -51,6 +51,16 @@ class Migration(migrations.Migration):
             name='state',
             field=models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('skipped', 'Skipped'), ('needs-manual', 'Needs Manual'), ('cancelled', 'Cancelled')], db_index=True, default='pending', max_length=16),
         ),
+        migrations.AddField(
+            model_name='nodeoperation',
+            name='written_at',
+            field=models.DateTimeField(blank=True, help_text='When it passed its write gate.', null=True),
+        ),
+        migrations.AlterField(
+            model_name='nodeoperation',
+            name='changed',
+            field=models.BooleanField(default=False, help_text='The operation passed its write gate.'),
+        ),
         migrations.RunPython(operations_to_steps, migrations.RunPython.noop),
         migrations.AddIndex(
             model_name='nodeoperation',

@@ -182,3 +182,34 @@ def test_import_command_default_cluster(tmp_path, make_cluster):
     path.write_text("name,kubelet_version,runtime_version\nb1,v1.6.4,1.12.6\n")
     call_command("import_nodes", str(path), "--cluster", "east", "--quiet")
     assert Node.objects.get().cluster.name == "east"
+
+
+def test_a_plan_changed_by_an_import_re_decides_every_node_of_its_cluster(admin, make_cluster, make_node):
+    east = make_cluster("east")
+    make_node(east, "outside", kubelet="v1.8.4", docker="17.03.2-ce")
+    assert Node.objects.get(name="outside").pid_namespace == "shared"  # proposal: CRI is mandatory from 1.7
+    body = {"clusters": [{"name": "east", "plan": "upstream"}], "nodes": rows(1, kubelet_version="v1.8.4")}
+    body["nodes"][0]["runtime_version"] = "17.03.2-ce"
+    response = admin.post(URL, body, format="json")
+    assert response.status_code == 200, response.json()
+    assert response.json()["clusters_updated"] == 1
+    # The node the import did not name is decided under the new plan too (1.8 isolates by default).
+    assert dict(Node.objects.values_list("name", "pid_namespace")) == {"n0": "isolated", "outside": "isolated"}
+    update = AuditEvent.objects.get(verb="update", object_type="cluster")
+    assert (update.before["plan"], update.after["plan"]) == ("proposal", "upstream")
+
+
+def test_reported_flags_become_the_desired_ones_unless_the_import_sets_them(admin, make_cluster):
+    make_cluster("east")
+    admin.post(URL, {"nodes": rows(1, kubelet_flags={"enable-cri": "false", "max-pods": "9"})}, format="json")
+    node = Node.objects.get()
+    assert node.kubelet_flags == {"enable-cri": "false", "max-pods": "9"}
+    assert (node.desired_flags, node.desired_gates, node.observed_via) == ({"enable-cri": "false"}, {}, "inventory")
+    body = rows(1, desired_flags={"enable-cri": "true"}, desired_gates={"PodShareProcessNamespace": "true"})
+    assert admin.post(URL, {"nodes": body}, format="json").status_code == 200
+    node.refresh_from_db()
+    assert (node.desired_flags, node.desired_gates) == ({"enable-cri": "true"}, {"PodShareProcessNamespace": True})
+    assert node.kubelet_flags == {"enable-cri": "false", "max-pods": "9"}  # what was reported stays
+    bad = admin.post(URL, {"nodes": rows(1, desired_flags={"max-pods": "9"})}, format="json")
+    assert bad.status_code == 400
+    assert "not one this service manages" in bad.json()["nodes"]["0"]["desired_flags"][0]

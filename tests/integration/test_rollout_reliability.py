@@ -19,7 +19,7 @@ from django.db import connection
 from config.celery import app, worker_argv
 from core.models import AuditEvent
 from drivers.docker_engine import DockerEngineDriver
-from nodes.audits import endpoint_for
+from nodes.access import endpoint_for
 from nodes.management.commands.simfleet import register
 from nodes.models import Cluster, Node
 from rollout import transitions as services

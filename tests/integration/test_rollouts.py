@@ -9,9 +9,10 @@ from django.core.management import call_command
 
 from core.models import AuditEvent
 from drivers.docker_engine import DockerEngineDriver
-from nodes.audits import endpoint_for
+from drivers.dropin import render_dropin
+from nodes.access import endpoint_for
 from nodes.management.commands.simfleet import register
-from nodes.models import Cluster, Node
+from nodes.models import Cluster, Node, NodeObservation
 from rollout import advancer, operations, recovery, selectors, transitions
 from rollout.errors import RolloutConflict
 from rollout.models import NodeOperation, Rollout
@@ -355,3 +356,100 @@ def test_retry_after_an_apply_that_landed_counts_as_succeeded(sim):
     op = rollout.operations.get(pk=op_id)
     assert (op.state, op.before_flags, op.attempts) == ("succeeded", ISOLATED_16, 2)
     assert rollout.reason == "1 nodes changed, 0 skipped, 0 failed"
+
+
+def test_a_worker_whose_lease_was_taken_over_writes_nothing(sim, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    _, cluster = sim(node_group("a", kubelet_flags=ISOLATED_16))
+    rollout = create(cluster)
+    [op_id] = advancer.rollout_advance(rollout_id=rollout.pk).dispatched
+    slow = operations.operation_claim(operation_id=op_id, worker="slow-worker")
+    # The slow worker's lease runs out on its last attempt: the reconciler fails the operation.
+    NodeOperation.objects.filter(pk=op_id).update(
+        lease_until=timezone.now() - timedelta(seconds=1), attempts=settings.PIDNS_OPERATION_MAX_ATTEMPTS
+    )
+    recovery.operations_recover()
+    op = NodeOperation.objects.get(pk=op_id)
+    assert (op.state, op.error_code) == ("failed", "worker-lost")
+    # The slow worker now finishes its step and tries to record a success: nothing is written.
+    assert operations._save(slow, "slow-worker", "apply", operations._Step(action="succeed")) is None
+    op.refresh_from_db()
+    assert (op.state, op.error_code) == ("failed", "worker-lost")
+
+
+def test_abort_takes_effect_at_once_and_nothing_writes_after_it(sim):
+    fleet, cluster = sim(node_group("n-{i}", count=4, kubelet_flags=ISOLATED_16))
+    rollout = create(cluster, canary_count=0, batch_size=4, max_unavailable=2)
+    first, second = advancer.rollout_advance(rollout_id=rollout.pk).dispatched
+    # A worker holds the first operation (it is reading the node) when the operator aborts.
+    held = operations.operation_claim(operation_id=first, worker="busy-worker")
+    transitions.rollout_abort(actor="user:test", rollout=rollout)
+    states_now = dict(rollout.operations.values_list("id", "state"))
+    assert states_now[second] == "cancelled" and states_now[first] == "running"
+    assert set(states_now.values()) == {"cancelled", "running"}
+    # Nothing is dispatched after the abort, by a pass or by a hand-over.
+    assert advancer.rollout_advance(rollout_id=rollout.pk).dispatched == []
+    # The held operation reaches its write gate, sees the abort, and writes nothing.
+    outcome = operations.operation_run_claimed(held, worker="busy-worker")
+    assert outcome.finished and outcome.handover.dispatched == []
+    held.refresh_from_db()
+    assert held.state == "cancelled" and not held.changed
+    # A retry of it (a second delivery) finds nothing to do.
+    assert operations.operation_step(operation_id=first, worker="another-worker") is None
+    for node in fleet.nodes:
+        assert node.flags() == ISOLATED_16 and node.restarts == 0
+
+
+def test_an_operation_that_wrote_before_the_abort_finishes_and_records_the_node(sim):
+    fleet, cluster = sim(node_group("a", kubelet_flags=ISOLATED_16))
+    rollout = create(cluster)
+    [op_id] = advancer.rollout_advance(rollout_id=rollout.pk).dispatched
+    operations.operation_step(operation_id=op_id, worker="w")  # apply: through the gate, written
+    assert NodeOperation.objects.get(pk=op_id).step == "verify"
+    transitions.rollout_abort(actor="user:test", rollout=rollout)
+    op = run_operation(op_id)
+    assert op.state == "succeeded"
+    node = Node.objects.get(name="a")
+    assert node.desired_flags == node.kubelet_flags == {"enable-cri": "true"}
+    assert node.observed_pid_namespace == "shared" and node.observed_via == "verify"
+
+
+def test_the_inventory_is_right_when_a_rollout_ends_and_the_next_audit_finds_no_drift(sim):
+    fleet, cluster = sim(node_group("n-{i}", count=3, kubelet_flags=ISOLATED_16))
+    rollout = drive(create(cluster, max_unavailable=3))
+    assert rollout.status == "succeeded"
+    for node in Node.objects.filter(cluster=cluster):
+        assert node.kubelet_flags == node.desired_flags == {"enable-cri": "true"}
+        assert (node.observed_pid_namespace, node.pid_namespace, node.drift) == ("shared", "shared", False)
+    out = io.StringIO()
+    call_command("audit", quiet=True, stdout=out)
+    assert "3 nodes read, 0 failed, 0 drifted" in out.getvalue()
+    # The preview plans from what the rollout did: nothing left to do.
+    again = selectors.rollout_preview(cluster=cluster, selector={}, intent="shared", strategy=Strategy())
+    assert again["targets"] == [] and {s["code"] for s in again["skipped"]} == {"already-shared"}
+    rollback = drive(transitions.rollout_rollback(actor="user:test", rollout=rollout))
+    assert rollback.status == "rolled-back"
+    for node in Node.objects.filter(cluster=cluster):
+        assert node.kubelet_flags == node.desired_flags == ISOLATED_16
+        assert (node.observed_pid_namespace, node.drift) == ("isolated", False)
+    out = io.StringIO()
+    call_command("audit", quiet=True, stdout=out)
+    assert "3 nodes read, 0 failed, 0 drifted" in out.getvalue()
+
+
+def test_a_node_changed_since_it_was_read_is_read_again_before_writing(sim):
+    fleet, cluster = sim(node_group("a", kubelet_flags=ISOLATED_16))
+    rollout = create(cluster)
+    # After the audit, someone adds a flag by hand: the inventory's reading is stale.
+    by_hand = {**ISOLATED_16, "experimental-cri": "false"}
+    (fleet.node("sim", "a").kubelet_dir / "20-pidns.conf").write_text(render_dropin(by_hand))
+    rollout = drive(rollout)
+    op = rollout.operations.get()
+    assert op.state == "succeeded" and op.attempts == 2
+    # The write found the node changed, read it again and decided from what it has.
+    assert op.before_flags == by_hand
+    assert fleet.node("sim", "a").flags() == op.target_flags == {"enable-cri": "true", "experimental-cri": "false"}
+    assert NodeObservation.objects.filter(node__name="a", source="preflight").exists()

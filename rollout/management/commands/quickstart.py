@@ -34,6 +34,7 @@ from rollout.strategy import Strategy
 from simfleet.fleet import dockerd_available
 
 DEMO_FLEET = Path(settings.BASE_DIR) / "simfleet" / "demo.yaml"
+GUNICORN_CONF = Path(settings.BASE_DIR) / "config" / "gunicorn.conf.py"
 
 
 class Command(BaseCommand):
@@ -65,7 +66,9 @@ class Command(BaseCommand):
             self._first_audit()
             rollout = demo_rollout()
             self._banner(addr, token, password, engine, rollout)
-            call_command("runserver", addr, use_reloader=False)
+            self._serve(addr)
+        except KeyboardInterrupt:
+            self.stdout.write("\nstopping")
         finally:
             signal.signal(signal.SIGTERM, previous)
             self._stop_children()
@@ -172,6 +175,11 @@ class Command(BaseCommand):
             "",
         ]
         self.stdout.write("\n".join(lines))
+
+    def _serve(self, addr: str) -> None:
+        """Serve with gunicorn, the server production runs, until interrupted."""
+        server = self._spawn("-m", "gunicorn", "-c", str(GUNICORN_CONF), "--bind", addr)
+        server.wait()
 
     def _stop_children(self) -> None:
         for child in self.children:
