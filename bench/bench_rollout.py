@@ -43,10 +43,11 @@ NAMES = ("fleet", "worker-1", "worker-2")
 
 def real_engine(run) -> None:
     """20 real-engine nodes (2 pods each) to shared and back, through the same workers."""
+    from nodes.management.commands.simfleet import register
     from rollout import transitions as services
     from rollout.models import NodeOperation
     from rollout.strategy import Strategy
-    from simfleet.fleet import FleetThread, dockerd_available, register
+    from simfleet.fleet import FleetThread, dockerd_available
     from simfleet.spec import parse_spec
 
     if not dockerd_available():

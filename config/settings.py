@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
     "core",
     "gates",
     "nodes",
@@ -93,6 +94,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "core.middleware.NoStoreMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -132,6 +135,12 @@ else:
             "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
         }
     }
+    # It holds API tokens and TLS keys: the service's user only (SQLite gives its journal files the
+    # same mode).
+    with contextlib.suppress(OSError):
+        _db = VAR_DIR / "db.sqlite3"
+        os.close(os.open(_db, os.O_CREAT | os.O_WRONLY, 0o600))
+        _db.chmod(0o600)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Only tests set this (a fast hasher for the users they create); production keeps Django's default.
@@ -163,22 +172,50 @@ LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
 
-# Cookies are marked secure when the service is served over TLS.
+# Served over TLS (directly or behind a proxy): secure cookies, redirect plain HTTP, HSTS.
 SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if envbool("BEHIND_TLS_PROXY", False) else None
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", False)
+# The health check is asked over plain HTTP by load balancers and probes.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
+
+# Content Security Policy (django-csp): scripts and styles from this server only; no inline script
+# (htmx and the dashboard's script are files). Style attributes are allowed (progress bars, and
+# the API docs' Swagger UI sets them).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 # Large imports go through the API as one JSON body.
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", 64 * 1024 * 1024)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "core.throttles.ThrottledTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    "DEFAULT_THROTTLE_CLASSES": ["core.throttles.TokenRateThrottle", "core.throttles.AddressRateThrottle"],
     "DEFAULT_PERMISSION_CLASSES": ["core.roles.IsViewer"],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
@@ -187,6 +224,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "core.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": [
+        "core.parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
@@ -207,6 +249,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "core.schema.add_error_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "PidNamespaceEnum": "nodes.models.PidNamespace",
         "ObservedPidNamespaceEnum": "nodes.models.ObservedPidNamespace",
@@ -220,6 +266,7 @@ SPECTACULAR_SETTINGS = {
         "OperationStateEnum": "rollout.models.OperationState",
         "MechanismEnum": "nodes.models.Mechanism",
         "RollbackMethodEnum": "nodes.models.RollbackMethod",
+        "ObservedViaEnum": "nodes.models.ObservedVia",
     },
 }
 
@@ -295,7 +342,14 @@ CACHES = {
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }
-# Sign-in: failures allowed per user name and address before a lockout (0: no limit), and its length.
+# API throttling (429 with Retry-After): requests per token, per address without a token, and bad
+# tokens per address per minute (0: no limit). Counted in the cache (CACHE_URL shares it).
+PIDNS_API_RATES = {
+    "user": env("PIDNS_API_RATE_TOKEN", "1200/minute"),
+    "anon": env("PIDNS_API_RATE_ADDRESS", "120/minute"),
+}
+PIDNS_API_BAD_TOKENS = envint("PIDNS_API_BAD_TOKENS", 30)
+# Sign-in: attempts allowed per user name and address before a lockout (0: no limit), and its length.
 PIDNS_LOGIN_MAX_FAILURES = envint("PIDNS_LOGIN_MAX_FAILURES", 5)
 PIDNS_LOGIN_LOCKOUT_SECONDS = envint("PIDNS_LOGIN_LOCKOUT_SECONDS", 900)
 # The overview's fleet aggregation is shared by every open page for this long (0: not cached).

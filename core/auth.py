@@ -1,43 +1,36 @@
-"""Sign-in with a brake on password guessing: after ``PIDNS_LOGIN_MAX_FAILURES`` failed sign-ins
-for one user name from one address, that pair is refused for ``PIDNS_LOGIN_LOCKOUT_SECONDS``
-(counted in the cache; share it between web processes with ``CACHE_URL``)."""
+"""Sign-in forms with a brake on password guessing (:mod:`core.throttles`), for the dashboard and the
+Django admin alike. An attempt is counted before its password is checked, so many guesses sent at
+once are counted, and refused, as one after another."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 
-from django.conf import settings
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 
-
-def _key(username: str, address: str) -> str:
-    digest = hashlib.blake2b(f"{username.casefold()}\x00{address}".encode(), digest_size=16).hexdigest()
-    return f"pidns:login-failures:{digest}"
+from .throttles import client_address, sign_in_reserve, sign_in_succeeded
 
 
-class ThrottledAuthenticationForm(AuthenticationForm):
+class _Throttled:
     def clean(self):
         username = self.cleaned_data.get("username") or ""
-        address = self.request.META.get("REMOTE_ADDR", "") if self.request else ""
-        key = _key(username, address)
-        limit = settings.PIDNS_LOGIN_MAX_FAILURES
-        if limit and cache.get(key, 0) >= limit:
-            minutes = math.ceil(settings.PIDNS_LOGIN_LOCKOUT_SECONDS / 60)
+        address = client_address(self.request)
+        wait = sign_in_reserve(username, address)
+        if wait is not None:
             raise ValidationError(
-                f"Too many failed sign-ins for this user name; try again in {minutes} minutes.", code="throttled"
+                f"Too many sign-in attempts for this user name; try again in {math.ceil(wait / 60)} minutes.",
+                code="throttled",
             )
-        try:
-            cleaned = super().clean()
-        except ValidationError:
-            if limit:
-                cache.add(key, 0, settings.PIDNS_LOGIN_LOCKOUT_SECONDS)
-                try:
-                    cache.incr(key)
-                except ValueError:  # expired between add and incr
-                    cache.set(key, 1, settings.PIDNS_LOGIN_LOCKOUT_SECONDS)
-            raise
-        cache.delete(key)
+        cleaned = super().clean()
+        sign_in_succeeded(username, address)
         return cleaned
+
+
+class ThrottledAuthenticationForm(_Throttled, AuthenticationForm):
+    """The dashboard's sign-in form."""
+
+
+class ThrottledAdminAuthenticationForm(_Throttled, AdminAuthenticationForm):
+    """The Django admin's sign-in form."""

@@ -45,9 +45,26 @@ def is_busy(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) and "locked" in str(exc).lower()
 
 
+MAX_ECHO = 500
+
+
+def capped(data: Any) -> Any:
+    """An error payload with no string longer than MAX_ECHO: a 400 never repeats a huge value back."""
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, item in list(items):
+            if isinstance(item, str) and len(item) > MAX_ECHO:
+                value[key] = item[: MAX_ECHO - 3] + "..."
+            elif isinstance(item, dict | list):
+                stack.append(item)
+    return data
+
+
 def api_exception_handler(exc, context):
     if isinstance(exc, DomainError):
-        return Response(exc.payload(context.get("request")), status=exc.status_code)
+        return Response(capped(exc.payload(context.get("request"))), status=exc.status_code)
     if isinstance(exc, DatabaseError) and is_busy(exc):
         log.warning("database busy: %s", exc)
         return Response(
@@ -55,4 +72,7 @@ def api_exception_handler(exc, context):
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
-    return exception_handler(exc, context)
+    response = exception_handler(exc, context)
+    if response is not None and isinstance(response.data, dict | list):
+        response.data = capped(response.data)
+    return response

@@ -27,3 +27,14 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.verb} {self.object_type} {self.object_repr}"
+
+
+class SignInThrottle(models.Model):
+    """Sign-in attempts counted for one (user name, address) pair, until ``until``."""
+
+    key = models.CharField(max_length=64, unique=True)
+    attempts = models.PositiveIntegerField(default=0)
+    until = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.attempts} sign-in attempts until {self.until:%H:%M:%S}"

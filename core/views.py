@@ -2,6 +2,7 @@
 
 from django.db import connection
 from django.http import JsonResponse
+from django.views import defaults
 
 from .api.filters import OBJECT_TYPES, EventFilter
 from .models import AuditEvent
@@ -34,3 +35,26 @@ class EventListPage(ViewerPage):
         events = filterset.qs if filterset.is_valid() else AuditEvent.objects.none()
         context.update(filterset=filterset, object_types=OBJECT_TYPES, **self.paged(events))
         return context
+
+
+def _api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def not_found(request, exception=None):
+    """404: JSON under /api/ (a client there reads JSON whatever the URL), the usual page elsewhere."""
+    if _api(request):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def bad_request(request, exception=None):
+    if _api(request):
+        return JsonResponse({"detail": "Bad request."}, status=400)
+    return defaults.bad_request(request, exception)
+
+
+def server_error(request):
+    if _api(request):
+        return JsonResponse({"detail": "Server error."}, status=500)
+    return defaults.server_error(request)

@@ -42,6 +42,15 @@ _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 
 
+ECHO = 80
+
+
+def echo(value: Any, limit: int = ECHO) -> str:
+    """A value as an error message may repeat it: its repr, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class FactsError(ValueError):
     """Invalid facts; ``errors`` maps each bad field to its messages."""
 
@@ -56,7 +65,7 @@ def parse_bool(value: str) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ValueError(f"{value!r} is not a boolean (use true or false)")
+    raise ValueError(f"{echo(value)} is not a boolean (use true or false)")
 
 
 def parse_feature_gates(value: str) -> dict[str, bool]:
@@ -69,7 +78,7 @@ def parse_feature_gates(value: str) -> dict[str, bool]:
         name, sep, raw = item.partition("=")
         name = name.strip()
         if not sep or not _GATE_NAME.match(name):
-            raise ValueError(f"feature gate {item!r} must look like Name=true")
+            raise ValueError(f"feature gate {echo(item)} must look like Name=true")
         try:
             gates[name] = parse_bool(raw.strip())
         except ValueError as exc:
@@ -91,14 +100,14 @@ def normalize_gate_map(value: Any) -> dict[str, bool]:
     for name, raw in value.items():
         if not isinstance(name, str) or not _GATE_NAME.match(name):
             raise ValueError(
-                f"{str(name)[:80]!r} is not a feature gate name (letters and digits, starting with a letter)"
+                f"{echo(str(name))} is not a feature gate name (letters and digits, starting with a letter)"
             )
         if isinstance(raw, bool):
             gates[name] = raw
         elif isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
             gates[name] = raw.strip().lower() == "true"
         else:
-            raise ValueError(f"feature gate {name}: {str(raw)[:40]!r} is not true or false")
+            raise ValueError(f"feature gate {name}: {echo(raw, 40)} is not true or false")
     return gates
 
 
@@ -132,7 +141,7 @@ def normalize_flags(value: Any) -> dict[str, str]:
             raise ValueError("flag names must be strings")
         name = raw_name.lstrip("-")
         if not _FLAG_NAME.match(name):
-            raise ValueError(f"{raw_name!r} is not a kubelet flag name (lowercase letters, digits and dashes)")
+            raise ValueError(f"{echo(raw_name)} is not a kubelet flag name (lowercase letters, digits and dashes)")
         if isinstance(raw_value, bool):
             text = "true" if raw_value else "false"
         elif isinstance(raw_value, int):
@@ -169,20 +178,20 @@ def normalize_labels(value: Any) -> dict[str, str]:
         if not isinstance(key, str):
             raise ValueError("label keys must be strings")
         if not isinstance(label_value, str):
-            raise ValueError(f"label {key!r}: value must be a string, not {type(label_value).__name__}")
+            raise ValueError(f"label {echo(key)}: value must be a string, not {type(label_value).__name__}")
         prefix, slash, name = key.rpartition("/")
         if slash and (not prefix or len(prefix) > 253 or not _LABEL_PREFIX.match(prefix)):
-            raise ValueError(f"label key {key!r}: the prefix must be a DNS subdomain")
+            raise ValueError(f"label key {echo(key)}: the prefix must be a DNS subdomain")
         if not _LABEL_NAME.match(name):
-            raise ValueError(f"label key {key!r}: name must be 1-63 letters, digits, '-', '_' or '.'")
+            raise ValueError(f"label key {echo(key)}: name must be 1-63 letters, digits, '-', '_' or '.'")
         if not _LABEL_VALUE.match(label_value):
-            raise ValueError(f"label {key!r}: value must be at most 63 letters, digits, '-', '_' or '.'")
+            raise ValueError(f"label {echo(key)}: value must be at most 63 letters, digits, '-', '_' or '.'")
     return dict(value)
 
 
 def normalize_runtime(value: Any) -> str:
     if not isinstance(value, str) or value not in RUNTIMES:
-        raise ValueError(f"{value!r} is not a known container runtime (one of {', '.join(RUNTIMES)})")
+        raise ValueError(f"{echo(value)} is not a known container runtime (one of {', '.join(RUNTIMES)})")
     return value
 
 
@@ -193,7 +202,7 @@ def normalize_pause_image(value: Any) -> str:
         raise ValueError("must be an image reference string")
     value = value.strip()
     if len(value) > MAX_PAUSE_IMAGE or not _IMAGE_REF.match(value):
-        raise ValueError(f"{value[:80]!r} is not an image reference (e.g. k8s.gcr.io/pause:3.1)")
+        raise ValueError(f"{echo(value)} is not an image reference (e.g. k8s.gcr.io/pause:3.1)")
     return value
 
 

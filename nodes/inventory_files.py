@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from core.hostile import MAX_DEPTH, HostileInput, check_structure, text_problem
+
 FORMATS = ("csv", "json", "yaml")
 _MAP_COLUMNS = ("labels", "kubelet_flags")
 # The C safe loader when PyYAML has it: large inventories parse several times faster.
@@ -56,6 +58,19 @@ def _map_cell(text: str, column: str, line: int) -> Any:
 
 def read_csv(text: str) -> tuple[list[dict], list[dict]]:
     reader = csv.DictReader(io.StringIO(text))
+    try:
+        return [], _csv_rows(reader)
+    except csv.Error as exc:
+        # The reader counts the lines it finished; the error is on the next one.
+        line = reader.line_num + 1
+        if "field larger than field limit" in str(exc):
+            raise InventoryFileError(
+                f"line {line}: a cell is longer than {csv.field_size_limit()} characters"
+            ) from None
+        raise InventoryFileError(f"line {line}: {exc}") from None
+
+
+def _csv_rows(reader: csv.DictReader) -> list[dict]:
     if not reader.fieldnames:
         raise InventoryFileError("the CSV file has no header line")
     nodes = []
@@ -73,7 +88,7 @@ def read_csv(text: str) -> tuple[list[dict], list[dict]]:
             elif cell.strip() != "" or column in ("cluster", "name"):
                 clean[column] = cell.strip()
         nodes.append(clean)
-    return [], nodes
+    return nodes
 
 
 def _split_document(data: Any) -> tuple[list, list]:
@@ -97,6 +112,9 @@ def read_inventory(path: Path, fmt: str | None = None) -> tuple[list, list]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InventoryFileError(f"cannot read {path}: {exc}") from None
+    problem = text_problem(text)
+    if problem:
+        raise InventoryFileError(f"{path.name}: the file {problem}")
     if fmt == "csv":
         return read_csv(text)
     try:
@@ -106,5 +124,11 @@ def read_inventory(path: Path, fmt: str | None = None) -> tuple[list, list]:
     except json.JSONDecodeError as exc:
         raise InventoryFileError(f"{path.name}: bad JSON at line {exc.lineno}: {exc.msg}") from None
     except yaml.YAMLError as exc:
-        raise InventoryFileError(f"{path.name}: bad YAML: {exc}") from None
+        raise InventoryFileError(f"{path.name}: bad YAML: {str(exc)[:300]}") from None
+    except RecursionError:
+        raise InventoryFileError(f"{path.name}: nested more than {MAX_DEPTH} levels deep") from None
+    try:
+        check_structure(data)
+    except HostileInput as exc:
+        raise InventoryFileError(f"{path.name}: {exc}") from None
     return _split_document(data)

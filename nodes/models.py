@@ -103,6 +103,7 @@ class Cluster(models.Model):
 class ObservedVia(models.TextChoices):
     """How the observed facts of a node were last read."""
 
+    NEVER = "", "never read"
     INVENTORY = "inventory", "reported by the inventory"
     AUDIT = "audit"
     PREFLIGHT = "preflight", "a rollout operation's first read"

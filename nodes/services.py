@@ -96,10 +96,18 @@ def _stamp(node: Node, values: Mapping[str, Any], actor: str, now) -> None:
 
 @transaction.atomic
 def cluster_create(
-    *, actor: str, name: str, plan: str = "proposal", description: str = "", labels: dict | None = None
+    *,
+    actor: str,
+    name: str,
+    plan: str = "proposal",
+    description: str = "",
+    labels: dict | None = None,
+    docker_credential: DockerCredential | None = None,
 ) -> Cluster:
     """Create a cluster."""
-    cluster = Cluster.objects.create(name=name, plan=plan, description=description, labels=labels or {})
+    cluster = Cluster.objects.create(
+        name=name, plan=plan, description=description, labels=labels or {}, docker_credential=docker_credential
+    )
     event_record(
         actor=actor,
         verb="create",

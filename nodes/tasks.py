@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import transaction
 
 from core.retention import events_prune
+from core.throttles import sign_in_prune
 
 from . import audits
 from .models import Audit, AuditStatus
@@ -78,4 +79,5 @@ def prune() -> str:
     """Beat: delete node observations and audit-log events past their retention."""
     observations = observations_prune(older_than_days=settings.PIDNS_OBSERVATION_RETENTION_DAYS)
     events = events_prune(older_than_days=settings.PIDNS_EVENT_RETENTION_DAYS)
+    sign_in_prune()
     return f"deleted {observations} observations, {events} events"

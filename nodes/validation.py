@@ -19,6 +19,7 @@ from django.utils.deconstruct import deconstructible
 
 from gates.facts import (
     BOOL_FLAGS,
+    echo,
     normalize_flags,
     normalize_gate_map,
     normalize_labels,
@@ -56,13 +57,13 @@ FACT_FIELDS = ("kubelet_version", "container_runtime", "runtime_version", "kubel
 
 def normalize_cluster_name(value: Any) -> str:
     if not isinstance(value, str) or not _DNS_LABEL.match(value):
-        raise ValueError(f"{str(value)[:80]!r} is not a cluster name (lowercase letters, digits and '-', at most 63)")
+        raise ValueError(f"{echo(value)} is not a cluster name (lowercase letters, digits and '-', at most 63)")
     return value
 
 
 def normalize_node_name(value: Any) -> str:
     if not isinstance(value, str) or len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
-        raise ValueError(f"{str(value)[:80]!r} is not a node name (a lowercase DNS name, at most 253 characters)")
+        raise ValueError(f"{echo(value)} is not a node name (a lowercase DNS name, at most 253 characters)")
     return value
 
 
@@ -76,7 +77,7 @@ def normalize_endpoint(value: Any) -> str:
         path = value[len("unix://") :]
         if not _UNIX_PATH.match(path) or "/../" in path + "/":
             raise ValueError(
-                f"{value!r}: a unix endpoint needs an absolute socket path, e.g. unix:///var/run/docker.sock"
+                f"{echo(value)}: a unix endpoint needs an absolute socket path, e.g. unix:///var/run/docker.sock"
             )
         return value
     if value.startswith("tcp://"):
@@ -84,28 +85,28 @@ def normalize_endpoint(value: Any) -> str:
             parts = urlsplit(value)
             port = parts.port
         except ValueError:
-            raise ValueError(f"{value!r}: bad host or port") from None
+            raise ValueError(f"{echo(value)}: bad host or port") from None
         host = parts.hostname or ""
         if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
-            raise ValueError(f"{value!r}: a tcp endpoint is only tcp://host:port")
+            raise ValueError(f"{echo(value)}: a tcp endpoint is only tcp://host:port")
         if not host or port is None:
-            raise ValueError(f"{value!r}: a tcp endpoint needs a host and a port, e.g. tcp://10.0.0.5:2376")
+            raise ValueError(f"{echo(value)}: a tcp endpoint needs a host and a port, e.g. tcp://10.0.0.5:2376")
         if not (1 <= port <= 65535):
-            raise ValueError(f"{value!r}: port must be 1-65535")
+            raise ValueError(f"{echo(value)}: port must be 1-65535")
         try:
             ipaddress.ip_address(host)
         except ValueError:
             if not _HOSTNAME.match(host):
-                raise ValueError(f"{value!r}: {host!r} is not a host name or IP address") from None
+                raise ValueError(f"{echo(value)}: {echo(host)} is not a host name or IP address") from None
         return f"tcp://{parts.netloc}"
-    raise ValueError(f"{value[:80]!r}: only unix:// and tcp://host:port endpoints are supported")
+    raise ValueError(f"{echo(value)}: only unix:// and tcp://host:port endpoints are supported")
 
 
 def normalize_api_version(value: Any) -> str:
     if value is None or value == "":
         return ""
     if not isinstance(value, str) or not _API_VERSION.match(value):
-        raise ValueError(f"{str(value)[:40]!r} is not a Docker Engine API version (e.g. 1.24)")
+        raise ValueError(f"{echo(value, 40)} is not a Docker Engine API version (e.g. 1.24)")
     return value
 
 
@@ -116,7 +117,7 @@ def normalize_bool(value: Any) -> bool:
         return True
     if isinstance(value, str) and value.strip().lower() in ("false", "no", "0", "off"):
         return False
-    raise ValueError(f"{str(value)[:40]!r} is not a boolean (true or false)")
+    raise ValueError(f"{echo(value, 40)} is not a boolean (true or false)")
 
 
 def _version_or_blank(parse):

@@ -208,5 +208,7 @@ def load_spec(path: Path) -> FleetSpec:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise SpecError(f"cannot read {path}: {exc}") from None
+        raise SpecError(f"cannot read {path}: {str(exc)[:300]}") from None
+    except RecursionError:
+        raise SpecError(f"cannot read {path}: nested too deep") from None
     return parse_spec(data)

@@ -121,6 +121,9 @@ def pytest_configure(config):
 
     os.environ["PIDNS_PASSWORD_HASHERS"] = FAST_HASHER
     settings.PASSWORD_HASHERS = [FAST_HASHER]
+    # Tests make many requests with one token; the throttling tests set their own rates.
+    settings.PIDNS_API_RATES = {"user": "100000/minute", "anon": "100000/minute"}
+    os.environ["PIDNS_API_RATE_TOKEN"] = os.environ["PIDNS_API_RATE_ADDRESS"] = "100000/minute"
 
 
 FAST_HASHER = "django.contrib.auth.hashers.MD5PasswordHasher"

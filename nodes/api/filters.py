@@ -36,7 +36,7 @@ class NodeFilter(django_filters.FilterSet):
         for index, term in enumerate(self.request.query_params.getlist("label") if self.request else [value]):
             key, sep, label_value = term.partition("=")
             key = key.strip()
-            if not key or len(key) > 317:
+            if not key or len(key) > 317 or len(label_value) > 63 or "\x00" in term:
                 raise ValidationError({"label": [f"{term[:80]!r} must be key=value or key"]})
             if sep:
                 alias = f"_label_{index}"

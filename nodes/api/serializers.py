@@ -260,7 +260,7 @@ class ObservationSerializer(serializers.ModelSerializer):
 
 
 class AuditSerializer(serializers.ModelSerializer):
-    cluster = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    cluster = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
     url = serializers.HyperlinkedIdentityField(view_name="audit-detail")
     progress = serializers.SerializerMethodField(help_text="Percent of the audit's nodes observed.")
 

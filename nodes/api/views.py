@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.events import actor_of
+from core.hostile import echo
 from core.roles import IsAdmin, IsOperator, IsViewer, ReadViewerWriteAdmin
 
 from .. import audits, importing, selectors, services
@@ -119,11 +120,12 @@ class FleetSummaryView(APIView):
     )
     def get(self, request):
         nodes = selectors.node_list()
-        cluster = request.query_params.get("cluster")
-        if cluster is not None:
-            if not Cluster.objects.filter(name=cluster).exists():
-                raise ValidationError({"cluster": [f"no cluster named {cluster[:80]!r}"]})
-            nodes = nodes.filter(cluster__name=cluster)
+        name = request.query_params.get("cluster")
+        if name is not None:
+            cluster = selectors.cluster_named(name)
+            if cluster is None:
+                raise ValidationError({"cluster": [f"no cluster named {echo(name)}"]})
+            nodes = nodes.filter(cluster=cluster)
         return Response(selectors.fleet_summary(nodes=nodes))
 
 

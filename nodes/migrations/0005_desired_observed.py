@@ -64,7 +64,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='node',
             name='observed_via',
-            field=models.CharField(blank=True, choices=[('inventory', 'reported by the inventory'), ('audit', 'Audit'), ('preflight', "a rollout operation's first read"), ('verify', "a rollout operation's verification"), ('sync', "the cluster's Kubernetes API")], default='', max_length=16),
+            field=models.CharField(blank=True, choices=[('', 'never read'), ('inventory', 'reported by the inventory'), ('audit', 'Audit'), ('preflight', "a rollout operation's first read"), ('verify', "a rollout operation's verification"), ('sync', "the cluster's Kubernetes API")], default='', max_length=16),
         ),
         migrations.AddField(
             model_name='node',
@@ -74,7 +74,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='nodeobservation',
             name='source',
-            field=models.CharField(choices=[('inventory', 'reported by the inventory'), ('audit', 'Audit'), ('preflight', "a rollout operation's first read"), ('verify', "a rollout operation's verification"), ('sync', "the cluster's Kubernetes API")], default='audit', max_length=16),
+            field=models.CharField(choices=[('', 'never read'), ('inventory', 'reported by the inventory'), ('audit', 'Audit'), ('preflight', "a rollout operation's first read"), ('verify', "a rollout operation's verification"), ('sync', "the cluster's Kubernetes API")], default='audit', max_length=16),
         ),
         migrations.AlterField(
             model_name='audit',

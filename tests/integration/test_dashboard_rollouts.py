@@ -45,7 +45,7 @@ def test_operator_acts_from_the_page(rollout, django_capture_on_commit_callbacks
     client = signed_in("operator", role="operator")
     detail = client.get(f"/rollouts/{rollout.pk}/").content.decode()
     assert ">Start</button>" in detail and ">Abort</button>" in detail
-    assert "confirm('Abort rollout" in detail and "confirm('Start" not in detail
+    assert 'data-confirm="Abort rollout' in detail and 'data-confirm="Start' not in detail
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = client.post(f"/rollouts/{rollout.pk}/start/", follow=True)
     assert len(callbacks) == 1  # the advancer is sent to a worker once the start commits
