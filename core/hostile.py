@@ -57,3 +57,15 @@ def check_structure(data: Any, *, max_depth: int = MAX_DEPTH, root: str = "") ->
             if depth >= max_depth:
                 raise HostileInput(path or "body", f"nested more than {max_depth} levels deep")
             stack.extend((item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value))
+
+
+def checked_arguments(options: dict[str, Any]) -> None:
+    """Refuse command-line text no database can store (a command line may carry any bytes: Python
+    turns what is not UTF-8 into lone surrogates). Raises :class:`HostileInput` naming the option."""
+    for name, value in options.items():
+        values = value if isinstance(value, list | tuple) else [value]
+        for item in values:
+            if isinstance(item, str):
+                problem = text_problem(item)
+                if problem:
+                    raise HostileInput(f"--{name.replace('_', '-')}", problem)

@@ -182,3 +182,24 @@ def test_a_page_whose_session_ends_goes_to_sign_in_on_its_next_refresh(page, liv
     page.wait_for_url("**/login/?next=%2F", timeout=10_000)
     assert page.get_by_role("heading", name="Sign in").is_visible()
     assert page.locator("#overview-live").count() == 0  # not a sign-in form inside the old page
+
+
+def test_every_page_and_the_api_docs_pass_the_content_security_policy(page, live_server, fleet):
+    account("cora", "operator")
+    violations = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(f"{page.url}: {message.text[:60]}") if "Content Security Policy" in message.text else None
+        ),
+    )
+    page.on("pageerror", lambda error: violations.append(str(error)))
+    sign_in(page, live_server, "cora")
+    page.get_by_role("heading", name="Fleet overview").wait_for()
+    for path in ("/", "/nodes/", "/rollouts/", "/rollouts/new/?cluster=east", "/what-if/", "/audits/", "/events/"):
+        page.goto(f"{live_server.url}{path}")
+        page.wait_for_load_state("networkidle")
+    page.goto(f"{live_server.url}/api/docs/")
+    page.locator(".opblock").first.wait_for(timeout=20_000)  # Swagger UI drew the operations
+    assert page.locator(".opblock").count() > 20
+    assert violations == []

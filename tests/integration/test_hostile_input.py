@@ -269,3 +269,12 @@ def test_signed_in_pages_are_not_stored_and_carry_a_content_security_policy(admi
     for response in (signed_in("vera").get("/"), admin.get("/api/v1/nodes/")):
         assert response["Cache-Control"] == "no-store"
         assert "script-src 'self'" in response["Content-Security-Policy"]
+
+
+def test_commands_refuse_text_no_database_can_store():
+    with pytest.raises(CommandError, match="--name: is not valid Unicode text"):
+        call_command("rollout", "preview", "--cluster", "east", "--intent", "shared", "--name", "r\udcff")
+    with pytest.raises(CommandError, match="--cluster: must not contain NUL"):
+        call_command("audit", "--cluster", "ea\x00st")
+    with pytest.raises(CommandError, match="--username: is not valid Unicode"):
+        call_command("create_api_token", "bob\udcff", "--role", "viewer")

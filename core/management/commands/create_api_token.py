@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
+from core.commands import refuse_hostile
 from core.events import event_record
 from core.roles import ROLES, role_set
 
@@ -19,6 +20,7 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, username, role, rotate, **options):
+        refuse_hostile({"username": username})
         User = get_user_model()
         username = username.strip()
         if not username or len(username) > 150:

@@ -3,6 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from core.commands import refuse_hostile
 from core.progress import ProgressLine
 from nodes import audits
 from nodes.models import Cluster
@@ -17,6 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("--quiet", action="store_true", help="no progress line")
 
     def handle(self, *args, cluster, concurrency, quiet, **options):
+        refuse_hostile({"cluster": cluster})
         target = None
         if cluster:
             target = Cluster.objects.filter(name=cluster).first()

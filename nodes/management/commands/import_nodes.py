@@ -4,6 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core.commands import refuse_hostile
 from core.progress import ProgressLine
 from nodes import importing
 from nodes.inventory_files import FORMATS, InventoryFileError, read_inventory
@@ -19,6 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--quiet", action="store_true", help="no progress line")
 
     def handle(self, *args, file, format, cluster, quiet, **options):
+        refuse_hostile({"cluster": cluster})
         try:
             clusters, nodes = read_inventory(file, format)
         except InventoryFileError as exc:

@@ -15,6 +15,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from core.commands import refuse_hostile
 from core.progress import ProgressLine
 from rollout import selectors, transitions
 from rollout.api.serializers import RolloutInputSerializer
@@ -85,6 +86,7 @@ class Command(BaseCommand):
                 p.add_argument("--follow", action="store_true")
 
     def handle(self, *args, action, **options):
+        refuse_hostile(options)
         if action in ("create", "preview"):
             return self._create(action, options)
         rollout = Rollout.objects.filter(pk=options["id"]).first()
