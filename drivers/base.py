@@ -47,6 +47,7 @@ class Endpoint:
     insecure: bool = False
     timeout: float = 10.0
     kubelet_dir: str = "/etc/kubernetes/pidns"
+    kubelet_config: str = "/var/lib/kubelet/config.yaml"
 
     def __repr__(self) -> str:  # never print key material
         return f"Endpoint({self.url!r}, tls={'yes' if self.tls_ca else 'no'}, insecure={self.insecure})"
@@ -62,6 +63,8 @@ class ObservedFacts:
     observed_pid_namespace: str
     pods: tuple[PodObservation, ...] = ()
     container_runtime: str = "docker"
+    config_gates: dict[str, bool] = field(default_factory=dict)
+    kubelet_status: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +75,8 @@ class ObservedFacts:
             "kubelet_flags": dict(self.kubelet_flags),
             "pause_image": self.pause_image,
             "observed_pid_namespace": self.observed_pid_namespace,
+            "config_gates": dict(self.config_gates),
+            "kubelet_status": self.kubelet_status,
             "pods": [p.as_dict() for p in self.pods],
         }
 

@@ -247,9 +247,12 @@ class DockerEngineDriver:
 
     def _run_helper(self, endpoint: Endpoint, operation: str, env: dict | None = None) -> dict:
         with self._client(endpoint) as api:
-            host_config = api.create_host_config(
-                binds={endpoint.kubelet_dir: {"bind": "/host/kubelet", "mode": "rw"}}, network_mode="none"
-            )
+            config_dir, _, config_name = endpoint.kubelet_config.rpartition("/")
+            binds = {endpoint.kubelet_dir: {"bind": "/host/kubelet", "mode": "rw"}}
+            if operation == "read" and config_dir:
+                binds[config_dir] = {"bind": "/host/kubelet-config", "mode": "ro"}
+            env = {**(env or {}), "PIDNS_KUBELET_CONFIG_NAME": config_name}
+            host_config = api.create_host_config(binds=binds, network_mode="none")
             try:
                 container = api.create_container(
                     self.helper_image,
@@ -328,6 +331,8 @@ class DockerEngineDriver:
             pause_image=pause_image(pods.pods),
             observed_pid_namespace=pods.mode,
             pods=pods.pods,
+            config_gates=config_gates(helper.get("kubelet-config", "")),
+            kubelet_status=kubelet_status(helper.get("kubelet-status", "")),
         )
 
     # --- apply ---------------------------------------------------------------------------------
@@ -448,6 +453,29 @@ class DockerEngineDriver:
             if not every_pod:
                 break
         return proof
+
+
+def config_gates(text: str) -> dict[str, bool]:
+    """The ``featureGates`` of a KubeletConfiguration (YAML or JSON); empty when there are none or
+    the file cannot be read (its gates are then not known, and not counted)."""
+    import yaml
+
+    if not text.strip():
+        return {}
+    try:
+        config = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError):
+        return {}
+    gates = config.get("featureGates") if isinstance(config, dict) else None
+    if not isinstance(gates, dict):
+        return {}
+    return {str(name): value for name, value in gates.items() if isinstance(value, bool)}
+
+
+def kubelet_status(text: str) -> str:
+    """The kubelet's state as its unit wrote it: ``running``, or ``failed: <why>``; empty when unknown."""
+    first = text.strip().splitlines()[0].strip() if text.strip() else ""
+    return first[:500]
 
 
 def _short(exc: BaseException) -> str:

@@ -66,19 +66,46 @@ def join_gates(flags: Mapping[str, str], gates: Mapping[str, bool]) -> dict[str,
 
 @dataclass(frozen=True)
 class Desired:
-    """What the service intends for a node: managed kubelet flags and feature gates."""
+    """What the service intends for a node: managed kubelet flags and feature gates. Either part may
+    be None: no intent for it (it is then neither written nor compared)."""
 
-    flags: dict[str, str] = field(default_factory=dict)
-    gates: dict[str, bool] = field(default_factory=dict)
+    flags: dict[str, str] | None = field(default_factory=dict)
+    gates: dict[str, bool] | None = field(default_factory=dict)
 
     @classmethod
     def of(cls, kubelet_flags: Mapping[str, str]) -> Desired:
         flags, gates = split_gates(kubelet_flags)
         return cls(flags=flags, gates=gates)
 
-    def kubelet_flags(self) -> dict[str, str]:
-        """The managed flags as the drop-in carries them."""
-        return join_gates(self.flags, self.gates)
+    def kubelet_flags(self, observed: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The managed flags as the drop-in carries them; a part without intent is taken from
+        ``observed`` (the node's managed flags as read)."""
+        observed_flags, observed_gates = split_gates(observed or {})
+        flags = self.flags if self.flags is not None else observed_flags
+        gates = self.gates if self.gates is not None else observed_gates
+        return join_gates(flags, gates)
+
+
+def effective_gates(cluster_gates: Mapping[str, bool] | None, overrides: Mapping[str, bool | None] | None):
+    """A node's desired gates: its cluster's, with the node's own settings over them (a null setting
+    takes the cluster's gate away on this node). None when neither says anything."""
+    if not cluster_gates and overrides is None:
+        return None
+    merged = dict(cluster_gates or {})
+    for name, value in (overrides or {}).items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = value
+    return merged
+
+
+def overrides_for(cluster_gates: Mapping[str, bool] | None, gates: Mapping[str, bool]) -> dict[str, bool | None]:
+    """The fewest node settings that make the node's desired gates ``gates`` under its cluster's."""
+    cluster_gates = cluster_gates or {}
+    overrides: dict[str, bool | None] = {k: v for k, v in gates.items() if cluster_gates.get(k) != v}
+    overrides.update({k: None for k in cluster_gates if k not in gates})
+    return overrides
 
 
 def render_args(flags: Mapping[str, str]) -> str:

@@ -1,6 +1,8 @@
 # Node helper: runs in a short-lived container on the node, with the kubelet's pidns
-# configuration directory mounted at $PIDNS_KUBELET_DIR (default /host/kubelet).
-#   read           print the kubelet version and the managed drop-in
+# configuration directory mounted at $PIDNS_KUBELET_DIR (default /host/kubelet), and the directory
+# of the kubelet's KubeletConfiguration read-only at /host/kubelet-config.
+#   read           print the kubelet version, the managed drop-in, the kubelet's status (written by
+#                  the kubelet unit) and its KubeletConfiguration
 #   write          replace the drop-in with $PIDNS_DROPIN atomically, keep the previous one,
 #                  and request a kubelet restart; does nothing when the content is the same.
 #                  A compare-and-set when asked: with $PIDNS_EXPECT_KUBELET, the kubelet version
@@ -25,10 +27,19 @@ show_node() {
   cat "$dropin" 2>/dev/null || true
   echo
 }
+show_kubelet() {
+  section kubelet-status
+  cat "$dir/kubelet-status" 2>/dev/null || true
+  echo
+  section kubelet-config
+  cat "/host/kubelet-config/${PIDNS_KUBELET_CONFIG_NAME:-config.yaml}" 2>/dev/null || true
+  echo
+}
 
 case "${1:-read}" in
   read)
     show_node
+    show_kubelet
     section status
     echo ok
     ;;

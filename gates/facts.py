@@ -89,9 +89,9 @@ def parse_feature_gates(value: str) -> dict[str, bool]:
 MAX_GATES = 200
 
 
-def normalize_gate_map(value: Any) -> dict[str, bool]:
+def normalize_gate_map(value: Any, allow_null: bool = False) -> dict[str, bool]:
     """Validate feature gates given as a map: ``{"Name": true}``; values are booleans or the strings
-    ``"true"``/``"false"``. Returns the map with boolean values."""
+    ``"true"``/``"false"`` (or null, when ``allow_null``). Returns the map with boolean values."""
     if not isinstance(value, Mapping):
         raise ValueError("must be an object mapping gate names to true or false")
     if len(value) > MAX_GATES:
@@ -102,7 +102,7 @@ def normalize_gate_map(value: Any) -> dict[str, bool]:
             raise ValueError(
                 f"{echo(str(name))} is not a feature gate name (letters and digits, starting with a letter)"
             )
-        if isinstance(raw, bool):
+        if isinstance(raw, bool) or (raw is None and allow_null):
             gates[name] = raw
         elif isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
             gates[name] = raw.strip().lower() == "true"

@@ -40,4 +40,5 @@ def endpoint_for(node: Node) -> Endpoint:
         insecure=node.docker_insecure,
         timeout=settings.PIDNS_DRIVER_TIMEOUT,
         kubelet_dir=settings.PIDNS_KUBELET_DIR,
+        kubelet_config=settings.PIDNS_KUBELET_CONFIG,
     )

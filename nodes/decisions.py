@@ -49,7 +49,7 @@ def with_desired(values: Mapping[str, Any], desired: Desired | None) -> dict[str
     if desired is None:
         return facts
     others = {k: v for k, v in facts["kubelet_flags"].items() if k not in MANAGED_FLAGS}
-    return {**facts, "kubelet_flags": {**others, **desired.kubelet_flags()}}
+    return {**facts, "kubelet_flags": {**others, **desired.kubelet_flags(facts["kubelet_flags"])}}
 
 
 def expected_mode(values: Mapping[str, Any], desired: Desired | None, plan: str) -> str:

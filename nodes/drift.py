@@ -26,18 +26,30 @@ def _differences(field: str, desired: Mapping[str, Any], observed: Mapping[str, 
 
 
 def detect_drift(
-    *, desired: Desired | None, observed_flags: Mapping[str, str], observed_mode: str, expected_mode: str
+    *,
+    desired: Desired | None,
+    observed_flags: Mapping[str, str],
+    observed_mode: str,
+    expected_mode: str,
+    observed_gates: Mapping[str, bool] | None = None,
 ) -> list[dict[str, Any]]:
     """The differences between what the service wants of a node and what was read on it.
 
     ``expected_mode`` is the mode the decision engine gives for the observed facts with the desired
     settings in place of the managed ones (see :func:`nodes.decisions.expected_mode`).
+    ``observed_gates`` are the gates the kubelet runs with (its configuration's under the drop-in's);
+    a gate the service does not want matters only in the drop-in it writes.
     """
     drift: list[dict[str, Any]] = []
     if desired is not None:
-        flags, gates = split_gates(observed_flags)
-        drift += _differences("kubelet_flags", desired.flags, flags)
-        drift += _differences("feature_gates", desired.gates, gates)
+        flags, dropin_gates = split_gates(observed_flags)
+        if desired.flags is not None:
+            drift += _differences("kubelet_flags", desired.flags, flags)
+        if desired.gates is not None:
+            running = {**(observed_gates or {}), **dropin_gates}
+            wanted = desired.gates
+            keys = set(wanted) | set(dropin_gates)
+            drift += _differences("feature_gates", wanted, {k: running[k] for k in keys if k in running})
     if observed_mode == MIXED or (
         observed_mode in NODE_MODES and expected_mode in NODE_MODES and observed_mode != expected_mode
     ):

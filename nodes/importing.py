@@ -18,12 +18,20 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.events import event_record
+from gates.facts import normalize_gate_map
 from gates.policy import PLANS
 
 from .decisions import DECISION_COLUMNS, decision_columns
 from .models import Cluster, Node, ObservedVia
 from .observations import refresh_drift
-from .services import CLUSTER_FIELDS, InventoryError, cluster_create, cluster_update, desired_from_write
+from .services import (
+    CLUSTER_FIELDS,
+    InventoryError,
+    cluster_create,
+    cluster_update,
+    desired_from_write,
+    observed_gates_of,
+)
 from .validation import DEFAULTS, FACT_FIELDS, NORMALIZERS, normalize_cluster_name, normalize_labels, validate_node_row
 
 Progress = Callable[[str, int, int], None]
@@ -33,7 +41,7 @@ MAX_REPORTED_ERRORS = 1000
 REPORTED_FACTS = (*FACT_FIELDS, "docker_api_version")
 DESIRED = ("desired_flags", "desired_gates")
 # What an existing node must contribute to a row that does not give it.
-MERGED = (*REPORTED_FACTS, *DESIRED, "observed_pid_namespace", "observed_via")
+MERGED = (*REPORTED_FACTS, *DESIRED, "observed_pid_namespace", "observed_via", "observed_gates")
 
 
 @dataclass(frozen=True)
@@ -71,9 +79,9 @@ def nodes_import(
         if node_errors or cluster_errors:
             raise _reject({"nodes": node_errors, "clusters": cluster_errors})
         clusters_created, clusters_updated = write_clusters(actor, cluster_rows)
-        plans = dict(Cluster.objects.filter(name__in=known).values_list("name", "plan"))
-        ids = dict(Cluster.objects.filter(name__in=known).values_list("name", "id"))
-        objects, created = build_nodes(actor, node_rows, present, ids, plans, timezone.now())
+        rows = Cluster.objects.filter(name__in=known).values_list("name", "id", "plan", "desired_gates")
+        clusters = {name: (pk, plan, gates) for name, pk, plan, gates in rows}
+        objects, created = build_nodes(actor, node_rows, present, clusters, timezone.now())
         write_nodes(objects, present, batch_size, report)
         result = ImportResult(created, len(objects) - created, clusters_created, clusters_updated)
         event_record(
@@ -122,6 +130,11 @@ def validate_clusters(rows: Iterable[Any]) -> tuple[list[dict], Errors]:
             clean["labels"] = normalize_labels(row.get("labels"))
         except ValueError as exc:
             row_errors.setdefault("labels", []).append(str(exc))
+        if "desired_gates" in row:
+            try:
+                clean["desired_gates"] = normalize_gate_map(row["desired_gates"] or {})
+            except ValueError as exc:
+                row_errors.setdefault("desired_gates", []).append(str(exc))
         if row_errors:
             errors[index] = row_errors
         else:
@@ -193,13 +206,14 @@ def build_nodes(
     actor: str,
     node_rows: list[dict],
     present: set[str],
-    ids: dict[str, int],
-    plans: dict[str, str],
+    clusters: dict[str, tuple[int, str, dict]],
     now: datetime,
 ) -> tuple[list[Node], int]:
     """The node rows to write, with what the inventory services would derive for each. Returns
     (rows, how many are new)."""
     written = [f for f in NORMALIZERS if f in present and f != "name"]
+    ids = {name: pk for name, (pk, _, _) in clusters.items()}
+    cluster_gates = {name: gates for name, (_, _, gates) in clusters.items()}
     existing: dict[tuple[int, str], dict[str, Any]] = {}
     for values in Node.objects.filter(cluster_id__in=list(ids.values())).values("cluster_id", "name", *MERGED):
         existing[(values.pop("cluster_id"), values.pop("name"))] = values
@@ -207,12 +221,13 @@ def build_nodes(
     objects: list[Node] = []
     created = 0
     for row in node_rows:
-        cluster_id, plan = ids[row["cluster"]], plans[row["cluster"]]
+        cluster_id, plan, gates = clusters[row["cluster"]]
         values = {f: row.get(f, DEFAULTS[f]) for f in written}
         previous = existing.get((cluster_id, row["name"]))
         created += previous is None
         merged = {**(previous or {}), **values}
-        merged.update(desired_from_write(values, _Existing(previous)))
+        merged.update(desired_from_write(values, cluster_gates[row["cluster"]]))
+        merged.update(observed_gates_of(values))
         node = Node(cluster_id=cluster_id, name=row["name"], created_at=now, updated_at=now)
         for field_name, value in merged.items():
             setattr(node, field_name, value)
@@ -220,7 +235,7 @@ def build_nodes(
             node.observed_via, node.observed_at = ObservedVia.INVENTORY, now
         if "desired_flags" in merged and (set(DESIRED) & present or "kubelet_flags" in present):
             node.desired_source, node.desired_at = actor[:200], now
-        node.cluster = Cluster(pk=cluster_id, plan=plan)
+        node.cluster = Cluster(pk=cluster_id, plan=plan, desired_gates=gates)
         for column, value in decision_columns(node.facts(), plan).items():
             setattr(node, column, value)
         refresh_drift(node)
@@ -228,19 +243,13 @@ def build_nodes(
     return objects, created
 
 
-class _Existing:
-    """An existing node's desired state, as :func:`desired_from_write` reads it."""
-
-    def __init__(self, values: dict[str, Any] | None):
-        self.desired_flags = (values or {}).get("desired_flags")
-        self.desired_gates = (values or {}).get("desired_gates")
-
-
 def write_nodes(objects: list[Node], present: set[str], batch_size: int, report: Progress) -> None:
     written = [f for f in NORMALIZERS if f in present and f != "name"]
     fields = [*written, *DECISION_COLUMNS, "drift", "drift_details", "updated_at"]
     if any(f in present for f in REPORTED_FACTS):
         fields += ["observed_via", "observed_at"]
+    if "kubelet_flags" in present:
+        fields.append("observed_gates")
     if set(DESIRED) & present or "kubelet_flags" in present:
         fields += [f for f in (*DESIRED, "desired_source", "desired_at") if f not in fields]
     total = len(objects)

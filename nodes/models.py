@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from drivers.dropin import Desired
+from drivers.dropin import Desired, effective_gates
 from gates import policy
 
 from . import states
@@ -82,6 +82,9 @@ class Cluster(models.Model):
     plan = models.CharField(max_length=16, choices=Plan.choices, default=Plan.PROPOSAL)
     description = models.TextField(blank=True, max_length=2000)
     labels = models.JSONField(default=dict, blank=True, validators=[FieldValidator("labels")])
+    desired_gates = models.JSONField(
+        default=dict, blank=True, help_text="Feature gates the cluster's nodes should run with (nodes may override)."
+    )
     docker_credential = models.ForeignKey(
         DockerCredential,
         null=True,
@@ -116,10 +119,11 @@ class Node(models.Model):
 
     Like a Kubernetes object's spec and status, two kinds of state are kept apart:
 
-    * **desired** (``desired_flags``, ``desired_gates``): the managed kubelet flags and feature gates
-      the service intends for the node; ``None`` when it has no intent yet. Written by inventory
-      edits and imports, and by a rollout operation once it has written the node (and by its
-      rollback). Never by an audit or a sync.
+    * **desired** (``desired_flags``; feature gates: the cluster's ``desired_gates`` with the node's
+      own ``desired_gates`` over them, a null taking a gate away): the managed kubelet flags and
+      feature gates the service intends for the node; ``None`` when it has no intent yet. Written by
+      inventory edits and imports, and by a rollout operation once it has written the node (and by
+      its rollback). Never by an audit or a sync.
     * **observed** (versions, ``kubelet_flags``, pause image, ``observed_pid_namespace``, ``ready``,
       ``cordoned``, ``reachable``): what was last read, with ``observed_at`` and ``observed_via``.
       Written by audits, syncs and operations; an inventory import may report them for nodes the
@@ -152,7 +156,9 @@ class Node(models.Model):
     desired_flags = models.JSONField(
         null=True, blank=True, help_text="Managed kubelet flags the service intends (feature gates apart)."
     )
-    desired_gates = models.JSONField(null=True, blank=True, help_text="Feature gates the service intends.")
+    desired_gates = models.JSONField(
+        null=True, blank=True, help_text="The node's own feature-gate settings over its cluster's (null removes one)."
+    )
     desired_source = models.CharField(max_length=200, blank=True, help_text="Who set the desired state last.")
     desired_at = models.DateTimeField(null=True, blank=True)
 
@@ -164,6 +170,9 @@ class Node(models.Model):
     runtime_version = models.CharField(max_length=128, blank=True, validators=[FieldValidator("runtime_version")])
     docker_api_version = models.CharField(max_length=8, blank=True, validators=[FieldValidator("docker_api_version")])
     kubelet_flags = models.JSONField(default=dict, blank=True, validators=[FieldValidator("kubelet_flags")])
+    observed_gates = models.JSONField(
+        default=dict, blank=True, help_text="The gates the kubelet runs with: its configuration's, and the drop-in's."
+    )
     pause_image = models.CharField(max_length=255, blank=True, validators=[FieldValidator("pause_image")])
     observed_pid_namespace = models.CharField(
         max_length=16, choices=ObservedPidNamespace.choices, default=ObservedPidNamespace.UNKNOWN
@@ -221,11 +230,16 @@ class Node(models.Model):
             "pause_image": self.pause_image,
         }
 
+    def desired_gate_map(self) -> dict[str, bool] | None:
+        """The gates the node should run with (its cluster's and its own), or None for no intent."""
+        return effective_gates(self.cluster.desired_gates, self.desired_gates)
+
     def desired(self) -> Desired | None:
         """What the service intends for the node, or None when it has no intent yet."""
-        if self.desired_flags is None and self.desired_gates is None:
+        gates = self.desired_gate_map()
+        if self.desired_flags is None and gates is None:
             return None
-        return Desired(flags=dict(self.desired_flags or {}), gates=dict(self.desired_gates or {}))
+        return Desired(flags=self.desired_flags, gates=gates)
 
 
 # What readings of a node write (never the API).

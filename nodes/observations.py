@@ -8,6 +8,7 @@ A reading never writes the desired state. Audits apply readings in batches
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from drivers.base import DriverError, ObservedFacts
-from drivers.dropin import MANAGED_FLAGS
+from drivers.dropin import MANAGED_FLAGS, split_gates
 
 from .access import UNREACHABLE_CODES
 from .decisions import DECISION_COLUMNS, decision_columns, expected_mode
@@ -28,11 +29,13 @@ READING_FIELDS = (
     "runtime_version",
     "docker_api_version",
     "kubelet_flags",
+    "observed_gates",
     "pause_image",
     "observed_pid_namespace",
     "observed_at",
     "observed_via",
     "reachable",
+    "ready",
     "audit_error",
     "audit_error_code",
     "drift",
@@ -51,6 +54,12 @@ class Reading:
     duration_ms: int = 0
 
 
+def running_gates(config_gates: Mapping[str, bool], kubelet_flags: Mapping[str, str]) -> dict[str, bool]:
+    """The gates a kubelet runs with: its KubeletConfiguration's, under its command line's."""
+    _, flag_gates = split_gates(kubelet_flags)
+    return {**config_gates, **flag_gates}
+
+
 def refresh_drift(node: Node) -> None:
     """Recompute the node's drift (in memory) from its observed facts and desired state."""
     if node.observed_via in ("", ObservedVia.INVENTORY) and node.observed_pid_namespace == "unknown":
@@ -60,6 +69,7 @@ def refresh_drift(node: Node) -> None:
     node.drift_details = detect_drift(
         desired=desired,
         observed_flags=node.kubelet_flags or {},
+        observed_gates=node.observed_gates or {},
         observed_mode=node.observed_pid_namespace,
         expected_mode=expected_mode(node.facts(), desired, node.cluster.plan),
     )
@@ -76,6 +86,9 @@ def apply_reading(reading: Reading, *, via: str, now: datetime) -> NodeObservati
         node.runtime_version = observed["runtime_version"] or node.runtime_version
         node.docker_api_version = observed["docker_api_version"] or node.docker_api_version
         node.kubelet_flags = {**others, **observed["kubelet_flags"]}
+        node.observed_gates = running_gates(observed.get("config_gates") or {}, node.kubelet_flags)
+        if reading.facts.kubelet_status:
+            node.ready = reading.facts.kubelet_status == "running"
         node.pause_image = observed["pause_image"] or node.pause_image
         node.observed_pid_namespace = observed["observed_pid_namespace"]
         node.reachable = True

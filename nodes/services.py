@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from core.events import event_record
 from core.exceptions import Conflict, DomainError
-from drivers.dropin import Desired
+from drivers.dropin import Desired, overrides_for, split_gates
 
 from .decisions import DECISION_COLUMNS, decision_columns
 from .models import NODE_DESIRED_FIELDS, Cluster, DockerCredential, Node, ObservedVia
@@ -37,7 +37,7 @@ NODE_SNAPSHOT_FIELDS = (
     "desired_flags",
     "desired_gates",
 )
-CLUSTER_FIELDS = ("name", "plan", "description", "labels")
+CLUSTER_FIELDS = ("name", "plan", "description", "labels", "desired_gates")
 MAX_REPORTED_ERRORS = 1000
 
 
@@ -67,19 +67,23 @@ def _apply_decision(node: Node, plan: str) -> None:
         setattr(node, column, value)
 
 
-def desired_from_write(values: Mapping[str, Any], node: Node | None = None) -> dict[str, Any]:
+def desired_from_write(values: Mapping[str, Any], cluster_gates: Mapping[str, bool] | None) -> dict[str, Any]:
     """The desired-state fields an inventory write sets: the ones it gives, else the managed part
-    of the flags it reports (a node is held to the flags the inventory says it has)."""
+    of the flags it reports (a node is held to the flags, and the gates, the inventory says it has;
+    its gate settings are then what differs from its cluster's)."""
     if "desired_flags" in values or "desired_gates" in values:
-        flags = values.get("desired_flags", node.desired_flags if node else None)
-        gates = values.get("desired_gates", node.desired_gates if node else None)
-        if flags is not None or gates is not None:
-            flags, gates = flags or {}, gates or {}
-        return {"desired_flags": flags, "desired_gates": gates}
+        return {key: values[key] for key in ("desired_flags", "desired_gates") if key in values}
     if "kubelet_flags" in values:
         desired = Desired.of(values["kubelet_flags"] or {})
-        return {"desired_flags": desired.flags, "desired_gates": desired.gates}
+        return {"desired_flags": desired.flags, "desired_gates": overrides_for(cluster_gates, desired.gates)}
     return {}
+
+
+def observed_gates_of(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Reported flags report the gates the kubelet is given, too."""
+    if "kubelet_flags" not in values:
+        return {}
+    return {"observed_gates": split_gates(values["kubelet_flags"] or {})[1]}
 
 
 def _stamp(node: Node, values: Mapping[str, Any], actor: str, now) -> None:
@@ -103,10 +107,16 @@ def cluster_create(
     description: str = "",
     labels: dict | None = None,
     docker_credential: DockerCredential | None = None,
+    desired_gates: dict | None = None,
 ) -> Cluster:
     """Create a cluster."""
     cluster = Cluster.objects.create(
-        name=name, plan=plan, description=description, labels=labels or {}, docker_credential=docker_credential
+        name=name,
+        plan=plan,
+        description=description,
+        labels=labels or {},
+        docker_credential=docker_credential,
+        desired_gates=desired_gates or {},
     )
     event_record(
         actor=actor,
@@ -128,7 +138,7 @@ def cluster_update(*, actor: str, cluster: Cluster, **changes: Any) -> Cluster:
             raise InventoryError({field_name: ["this field cannot be changed"]})
         setattr(cluster, field_name, value)
     cluster.save()
-    if before["plan"] != cluster.plan:
+    if before["plan"] != cluster.plan or before["desired_gates"] != cluster.desired_gates:
         cluster_refresh_decisions(cluster=cluster)
     event_record(
         actor=actor,
@@ -162,8 +172,8 @@ REFRESHED_FIELDS = (*DECISION_COLUMNS, "drift", "drift_details")
 
 
 def cluster_refresh_decisions(*, cluster: Cluster, batch_size: int = 2000) -> int:
-    """Recompute the stored decision columns (and the drift, which depends on the plan) of a
-    cluster's nodes. Returns how many changed."""
+    """Recompute the stored decision columns and the drift (which depends on the plan and the
+    cluster's desired gates) of a cluster's nodes. Returns how many changed."""
     changed: list[Node] = []
     count = 0
     fields = (
@@ -175,6 +185,7 @@ def cluster_refresh_decisions(*, cluster: Cluster, batch_size: int = 2000) -> in
         "observed_via",
         "desired_flags",
         "desired_gates",
+        "observed_gates",
     )
     for node in Node.objects.filter(cluster=cluster).only(*fields).iterator(chunk_size=batch_size):
         node.cluster = cluster
@@ -244,7 +255,7 @@ def credential_delete(*, actor: str, credential: DockerCredential) -> None:
 @transaction.atomic
 def node_create(*, actor: str, cluster: Cluster, name: str, **values: Any) -> Node:
     """Create a node with its decision columns and drift filled."""
-    values = {**values, **desired_from_write(values)}
+    values = {**values, **desired_from_write(values, cluster.desired_gates), **observed_gates_of(values)}
     node = Node(cluster=cluster, name=name, **values)
     _stamp(node, values, actor, timezone.now())
     _apply_decision(node, cluster.plan)
@@ -269,7 +280,8 @@ def node_update(*, actor: str, node: Node, **changes: Any) -> Node:
     for field_name in changes:
         if field_name not in (*NODE_SNAPSHOT_FIELDS, "cluster", "docker_credential"):
             raise InventoryError({field_name: ["this field cannot be changed"]})
-    changes = {**changes, **desired_from_write(changes, node)}
+    cluster = changes.get("cluster", node.cluster)
+    changes = {**changes, **desired_from_write(changes, cluster.desired_gates), **observed_gates_of(changes)}
     for field_name, value in changes.items():
         setattr(node, field_name, value)
     _stamp(node, changes, actor, timezone.now())
@@ -306,7 +318,10 @@ def node_delete(*, actor: str, node: Node) -> None:
 def node_desire(*, node: Node, desired: Desired, source: str) -> None:
     """Set what the service intends for a node (a rollout operation wrote it, or rolled it back),
     and re-measure its drift against the last reading."""
-    node.desired_flags, node.desired_gates = dict(desired.flags), dict(desired.gates)
+    if desired.flags is not None:
+        node.desired_flags = dict(desired.flags)
+    if desired.gates is not None:
+        node.desired_gates = overrides_for(node.cluster.desired_gates, desired.gates)
     node.desired_source, node.desired_at = source[:200], timezone.now()
     refresh_drift(node)
     node.save(update_fields=[*NODE_DESIRED_FIELDS, "drift", "drift_details"])

@@ -151,9 +151,10 @@ def normalize_desired_flags(value: Any) -> dict[str, str] | None:
     return flags
 
 
-def normalize_desired_gates(value: Any) -> dict[str, bool] | None:
-    """The feature gates the service should hold a node to; null for no intent."""
-    return None if value is None else normalize_gate_map(value)
+def normalize_desired_gates(value: Any) -> dict[str, bool | None] | None:
+    """A node's own feature-gate settings over its cluster's (a null value takes the cluster's gate
+    away on this node); null for none."""
+    return None if value is None else normalize_gate_map(value, allow_null=True)
 
 
 NORMALIZERS = {

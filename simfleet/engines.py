@@ -22,6 +22,7 @@ from drivers.observe import CONTAINER, POD_NAME_LABEL, SANDBOX, SANDBOX_LABEL, T
 from .images import IMAGE
 
 NODE_LABEL = "io.pidns.simfleet.node"
+KUBELET_CONFIG_DIR = "/var/lib/kubelet"
 FLEET_LABEL = "io.pidns.simfleet.fleet"
 HELPER_LABEL = "io.pidns.helper"
 SANDBOX_CMD = ["/sbin/tini", "--", "sleep", "2147483647"]
@@ -71,14 +72,20 @@ def _pod_labels(node, pod_name: str, kind: str, sandbox_id: str = "") -> dict[st
 # --- the helper, run natively by the fake engine ---------------------------------------------------
 
 
-def run_helper_natively(kubelet_dir, operation: str, env: dict[str, str], fail_writes: bool) -> tuple[int, str]:
+def run_helper_natively(
+    kubelet_dir, operation: str, env: dict[str, str], fail_writes: bool, config_dir=None
+) -> tuple[int, str]:
     """What ``drivers/helper.sh`` does, for nodes that run no processes."""
     dropin = kubelet_dir / DROPIN_NAME
     version = (kubelet_dir / VERSION_NAME).read_text() if (kubelet_dir / VERSION_NAME).exists() else ""
     text = dropin.read_text() if dropin.exists() else ""
     node = f"==> kubelet-version\n{version}\n==> dropin\n{text}\n"
     if operation == "read":
-        return 0, f"{node}==> status\nok\n"
+        status = (kubelet_dir / "kubelet-status").read_text() if (kubelet_dir / "kubelet-status").exists() else ""
+        config_path = (config_dir / env.get("PIDNS_KUBELET_CONFIG_NAME", "config.yaml")) if config_dir else None
+        config = config_path.read_text() if config_path is not None and config_path.exists() else ""
+        kubelet = f"==> kubelet-status\n{status}\n==> kubelet-config\n{config}\n"
+        return 0, f"{node}{kubelet}==> status\nok\n"
     if operation == "write":
         conflict = "PIDNS_EXPECT_KUBELET" in env and "".join(version.split()) != env["PIDNS_EXPECT_KUBELET"]
         if "PIDNS_EXPECT_ARGS" in env:
@@ -215,7 +222,11 @@ class FakeEngine:
             return
         env = dict(item.split("=", 1) for item in container.config.get("Env") or [] if "=" in item)
         code, output = run_helper_natively(
-            self.node.kubelet_dir, operation, env, fail_writes=self.node.spec.faults.apply_fails
+            self.node.kubelet_dir,
+            operation,
+            env,
+            fail_writes=self.node.spec.faults.apply_fails,
+            config_dir=self.node.host_path(KUBELET_CONFIG_DIR),
         )
         container.exit_code, container.output, container.running = code, output, False
         if operation == "write" and output.rstrip().endswith("changed") and code == 0:

@@ -13,13 +13,26 @@ import threading
 import time
 from pathlib import Path
 
-from drivers.dropin import DROPIN_NAME, RESTART_NAME, VERSION_NAME, DropinError, parse_dropin, render_dropin
-from gates.facts import parse_facts
+import yaml
+
+from drivers.dropin import (
+    DROPIN_NAME,
+    RESTART_NAME,
+    VERSION_NAME,
+    DropinError,
+    parse_dropin,
+    render_dropin,
+    split_gates,
+)
+from gates.catalog import load_catalog
+from gates.facts import format_feature_gates, parse_facts
+from gates.gatecheck import validate
 from gates.plans import decide
 
 from .spec import NodeSpec
 
 KUBELET_DIR = "/etc/kubernetes/pidns"
+KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
 
 
 class SimNode:
@@ -32,6 +45,12 @@ class SimNode:
         self.kubelet_dir.mkdir(parents=True, exist_ok=True)
         (self.kubelet_dir / VERSION_NAME).write_text(spec.kubelet_version + "\n")
         (self.kubelet_dir / DROPIN_NAME).write_text(render_dropin(spec.kubelet_flags))
+        if spec.config_gates:
+            config = self.host_path(KUBELET_CONFIG)
+            config.parent.mkdir(parents=True, exist_ok=True)
+            config.write_text(yaml.safe_dump({"kind": "KubeletConfiguration", "featureGates": spec.config_gates}))
+        self.kubelet_error = self.refusal()
+        self._write_status()
         self.backend = None  # set by the fleet
         self.port = 0
         self.restart_seen: str | None = None
@@ -69,6 +88,30 @@ class SimNode:
         mode = decide(facts, self.spec.plan).pid_namespace
         return "shared" if mode == "shared" else "isolated"
 
+    def gates(self) -> dict[str, bool]:
+        """The gates the kubelet would start with: its configuration's, under the drop-in's."""
+        _, flag_gates = split_gates(self.flags())
+        return {**self.spec.config_gates, **flag_gates}
+
+    def refusal(self) -> str:
+        """Why this kubelet would refuse to start with its gates, as a kubelet says it; empty if it starts."""
+        gates = self.gates()
+        for name in self.spec.faults.refuses_gates:
+            if name in gates:
+                return f"unrecognized feature gate: {name}"
+        check = validate(self.spec.kubelet_version, gates, load_catalog())
+        return check.problems[0].message if check.problems else ""
+
+    def _write_status(self) -> None:
+        """What the kubelet unit records (``ExecStartPost`` / ``ExecStopPost`` on a real node)."""
+        status = f"failed: {self.kubelet_error}" if self.kubelet_error else "running"
+        gates = format_feature_gates(self.gates())
+        (self.kubelet_dir / "kubelet-status").write_text(f"{status}\ngates: {gates}\n")
+
+    @property
+    def running(self) -> bool:
+        return not self.kubelet_error
+
     def _restart_marker(self) -> str:
         try:
             return (self.kubelet_dir / RESTART_NAME).read_text()
@@ -96,10 +139,16 @@ class SimNode:
                     return
             self.restart_due = None
             self.restart_seen = marker
-            if self.effective_mode is None or (restarted and not self.spec.faults.verify_never_converges):
-                self.effective_mode = self.desired_mode()
             if restarted:
                 self.restarts += 1
+                # A kubelet given a gate it refuses does not start: its pods run on as they were
+                # (Docker keeps them), and nothing new is created until it starts again.
+                self.kubelet_error = self.refusal()
+                self._write_status()
+            if self.kubelet_error:
+                return
+            if self.effective_mode is None or (restarted and not self.spec.faults.verify_never_converges):
+                self.effective_mode = self.desired_mode()
             pods = self.backend.pod_states()
             present = {p.name for p in pods}
             for pod in pods:

@@ -19,7 +19,10 @@ A spec is YAML or JSON::
 
 Faults: ``unreachable``, ``latency_ms`` (fixed) or ``latency_ms: [min, max]`` (random),
 ``apply_fails``, ``verify_never_converges``, ``engine_too_old``, ``flapping_seconds`` (reachability
-toggles with this period), ``restart_ms`` (how long the kubelet takes to restart).
+toggles with this period), ``restart_ms`` (how long the kubelet takes to restart), ``refuses_gates``
+(gates this kubelet refuses at start although the catalog knows them: a vendor build without them).
+``config_gates`` are the ``featureGates`` of the node's KubeletConfiguration. A kubelet given a gate
+it refuses (unknown, removed, not yet, or locked against its default) does not start.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from gates.facts import normalize_flags, normalize_labels
+from gates.facts import normalize_flags, normalize_gate_map, normalize_labels
 from gates.policy import PLANS
 from gates.versions import VersionError, parse_docker_version, parse_kube_version
 
@@ -56,6 +59,7 @@ FAULT_KEYS = {
     "engine_too_old",
     "flapping_seconds",
     "restart_ms",
+    "refuses_gates",
 }
 NODE_KEYS = {
     "name",
@@ -68,6 +72,7 @@ NODE_KEYS = {
     "containers",
     "labels",
     "faults",
+    "config_gates",
 }
 
 
@@ -95,6 +100,7 @@ class Faults:
     engine_too_old: bool = False
     flapping_seconds: float = 0.0
     restart_ms: float = 0.0
+    refuses_gates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,7 @@ class NodeSpec:
     containers: int = 1
     labels: dict[str, str] = field(default_factory=dict)
     faults: Faults = Faults()
+    config_gates: dict[str, bool] = field(default_factory=dict)
 
     @property
     def api_version(self) -> str:
@@ -144,6 +151,7 @@ def _faults(raw: Any, where: str) -> Faults:
         engine_too_old=bool(raw.get("engine_too_old", False)),
         flapping_seconds=float(raw.get("flapping_seconds", 0) or 0),
         restart_ms=float(raw.get("restart_ms", 0) or 0),
+        refuses_gates=tuple(str(name) for name in raw.get("refuses_gates") or ()),
     )
 
 
@@ -172,6 +180,7 @@ def parse_spec(data: Any) -> FleetSpec:
                 parse_docker_version(docker_version)
                 flags = normalize_flags(group.get("kubelet_flags") or {})
                 labels = normalize_labels(group.get("labels") or {})
+                config_gates = normalize_gate_map(group.get("config_gates") or {})
             except KeyError as exc:
                 raise SpecError(f"{gwhere}: {exc.args[0]} is required") from None
             except (VersionError, ValueError) as exc:
@@ -199,6 +208,7 @@ def parse_spec(data: Any) -> FleetSpec:
                         containers=containers,
                         labels=labels,
                         faults=_faults(group.get("faults"), gwhere),
+                        config_gates=config_gates,
                     )
                 )
     return FleetSpec(clusters=clusters, nodes=tuple(nodes))

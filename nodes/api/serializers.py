@@ -6,6 +6,7 @@ from rest_framework import serializers
 from core.events import actor_of
 from core.fields import NameRelatedField
 from gates.api.serializers import DecisionSerializer
+from gates.facts import normalize_gate_map
 
 from .. import services
 from ..decisions import DECISION_COLUMNS, expected_mode, node_decision
@@ -37,6 +38,7 @@ class ClusterSerializer(serializers.ModelSerializer):
             "plan",
             "description",
             "labels",
+            "desired_gates",
             "docker_credential",
             "node_count",
             "created_at",
@@ -47,6 +49,12 @@ class ClusterSerializer(serializers.ModelSerializer):
     def validate_labels(self, value):
         try:
             return normalize_labels(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate_desired_gates(self, value):
+        try:
+            return normalize_gate_map(value if value is not None else {})
         except ValueError as exc:
             raise serializers.ValidationError(str(exc)) from None
 
@@ -64,6 +72,7 @@ class ClusterSerializer(serializers.ModelSerializer):
 # Observed by audits or derived from the facts: never written through the API.
 _READ_ONLY = [
     *NODE_OBSERVED_FIELDS,
+    "observed_gates",
     "desired_source",
     "desired_at",
     *(c for c in DECISION_COLUMNS if not c.endswith("_order")),  # sort keys stay internal
@@ -129,8 +138,17 @@ class NodeDetailSerializer(NodeSerializer):
         "desired settings applied (the observed mode differing from it is drift)."
     )
 
+    effective_desired_gates = serializers.SerializerMethodField(
+        help_text="The gates the node should run with: its cluster's desired_gates with its own over them; "
+        "null when neither sets any."
+    )
+
     class Meta(NodeSerializer.Meta):
-        fields = [*NodeSerializer.Meta.fields, "desired_pid_namespace", "decision"]
+        fields = [*NodeSerializer.Meta.fields, "effective_desired_gates", "desired_pid_namespace", "decision"]
+
+    @extend_schema_field(serializers.DictField(child=serializers.BooleanField(), allow_null=True))
+    def get_effective_desired_gates(self, node):
+        return node.desired_gate_map()
 
     def get_desired_pid_namespace(self, node) -> str:
         return expected_mode(node.facts(), node.desired(), node.cluster.plan)
