@@ -65,6 +65,7 @@ class ObservedFacts:
     container_runtime: str = "docker"
     config_gates: dict[str, bool] = field(default_factory=dict)
     kubelet_status: str = ""
+    kubelet_args: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +78,7 @@ class ObservedFacts:
             "observed_pid_namespace": self.observed_pid_namespace,
             "config_gates": dict(self.config_gates),
             "kubelet_status": self.kubelet_status,
+            "kubelet_args": dict(self.kubelet_args),
             "pods": [p.as_dict() for p in self.pods],
         }
 

@@ -38,6 +38,7 @@ from .dropin import (
     VERSION_NAME,
     DropinError,
     managed_subset,
+    parse_args,
     parse_dropin,
     parse_helper_output,
     render_args,
@@ -333,6 +334,7 @@ class DockerEngineDriver:
             pods=pods.pods,
             config_gates=config_gates(helper.get("kubelet-config", "")),
             kubelet_status=kubelet_status(helper.get("kubelet-status", "")),
+            kubelet_args=kubelet_args(helper.get("kubelet-status", "")),
         )
 
     # --- apply ---------------------------------------------------------------------------------
@@ -476,6 +478,17 @@ def kubelet_status(text: str) -> str:
     """The kubelet's state as its unit wrote it: ``running``, or ``failed: <why>``; empty when unknown."""
     first = text.strip().splitlines()[0].strip() if text.strip() else ""
     return first[:500]
+
+
+def kubelet_args(text: str) -> dict[str, str]:
+    """The managed flags the kubelet last started with (the ``args:`` line its unit records)."""
+    for line in text.splitlines():
+        if line.startswith("args:"):
+            try:
+                return parse_args(line[5:].strip())
+            except DropinError:
+                return {}
+    return {}
 
 
 def _short(exc: BaseException) -> str:

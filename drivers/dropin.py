@@ -123,19 +123,28 @@ def render_dropin(flags: Mapping[str, str]) -> str:
     return f'{HEADER}\n[Service]\nEnvironment="{ENV_NAME}={render_args(flags)}"\n'
 
 
+def parse_args(text: str) -> dict[str, str]:
+    """Kubelet arguments (``--name=value ...``) as a map."""
+    flags: dict[str, str] = {}
+    for arg in text.split():
+        parsed = _ARG.match(arg)
+        if not parsed:
+            raise DropinError(f"unreadable kubelet argument {arg[:80]!r}")
+        value = parsed.group("value")
+        flags[parsed.group("name")] = "true" if value is None else value
+    return flags
+
+
 def parse_dropin(text: str) -> dict[str, str]:
     """The managed flags in a drop-in; an empty or missing drop-in has none."""
     flags: dict[str, str] = {}
     for line in text.splitlines():
         match = _ENV_LINE.match(line.strip())
-        if not match:
-            continue
-        for arg in match.group("args").split():
-            parsed = _ARG.match(arg)
-            if not parsed:
-                raise DropinError(f"unreadable kubelet argument {arg!r} in {DROPIN_NAME}")
-            value = parsed.group("value")
-            flags[parsed.group("name")] = "true" if value is None else value
+        if match:
+            try:
+                flags.update(parse_args(match.group("args")))
+            except DropinError as exc:
+                raise DropinError(f"{exc} in {DROPIN_NAME}") from None
     return flags
 
 

@@ -197,11 +197,20 @@ def catalog_from(data: Any, source: str = "") -> Catalog:
     )
 
 
-@lru_cache(maxsize=4)
 def load_catalog(path: str | Path = SHIPPED) -> Catalog:
-    """The catalog in ``path`` (the shipped one by default), parsed once per process."""
+    """The catalog in ``path`` (the shipped one by default), parsed once per process and again only
+    when the file changes."""
+    try:
+        stamp = Path(path).stat().st_mtime_ns
+    except OSError as exc:
+        raise CatalogError(f"cannot read {path}: {exc}") from None
+    return _load(str(path), stamp)
+
+
+@lru_cache(maxsize=4)
+def _load(path: str, stamp: int) -> Catalog:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise CatalogError(f"cannot read {path}: {exc}") from None
-    return catalog_from(data, source=str(path))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CatalogError(f"cannot read {path}: {str(exc)[:200]}") from None
+    return catalog_from(data, source=path)

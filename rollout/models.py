@@ -34,7 +34,13 @@ class Rollout(models.Model):
     name = models.CharField(max_length=100)
     cluster = models.ForeignKey("nodes.Cluster", on_delete=models.PROTECT, related_name="rollouts")
     selector = models.JSONField(default=dict, blank=True)
-    intent = models.CharField(max_length=16, choices=ROLLOUT_INTENTS)
+    kind = models.CharField(
+        max_length=8, default="pid", choices=[("pid", "PID-namespace mode"), ("gates", "feature gates")]
+    )
+    intent = models.CharField(max_length=16, choices=ROLLOUT_INTENTS, blank=True, help_text="For a mode change.")
+    gate_changes = models.JSONField(
+        default=dict, blank=True, help_text="For a gate change: {Name: true|false|null}, null removes the gate."
+    )
     canary_count = models.PositiveIntegerField(default=1)
     batch_size = models.PositiveIntegerField(default=10)
     batch_percent = models.BooleanField(default=False)

@@ -33,9 +33,10 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from core.catalog import catalog
 from core.events import event_record
 from drivers.base import Driver, DriverError, ErrorCode, ObservedFacts, PodPoll
-from drivers.dropin import Desired, managed_subset
+from drivers.dropin import Desired, managed_subset, render_args
 from drivers.observe import pause_image
 from gates.facts import FactsError, parse_facts
 from gates.plans import decide
@@ -48,6 +49,7 @@ from nodes.services import node_desire
 from .advancer import Handover, hand_over
 from .locks import status_for_write
 from .models import NodeOperation, OperationState
+from .planning import PID, change_of, plan_node
 from .states import APPLY, FORWARD, NODE_MODES, OPERATION, VERIFY, may_write
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ log = logging.getLogger(__name__)
 TRANSIENT_CODES = (ErrorCode.UNREACHABLE, ErrorCode.TIMEOUT, ErrorCode.ENGINE_ERROR)
 FIRST_POLL = 0.05
 CONFLICT = "conflict"
+KUBELET_REFUSED = "kubelet-refused"
 
 
 @dataclass(frozen=True)
@@ -186,8 +189,8 @@ def _save(op: NodeOperation, worker: str, started_step: str, result: _Step) -> S
 
 def _expected_mode(op: NodeOperation) -> str:
     if op.phase == FORWARD:
-        return "shared" if op.rollout.intent == "shared" else "isolated"
-    return op.expected_mode if op.expected_mode in NODE_MODES else ""
+        return change_of(op.rollout).expected_mode
+    return op.expected_mode if op.expected_mode in NODE_MODES and op.rollout.kind == PID else ""
 
 
 def _gate(op: NodeOperation, worker: str, **fields: Any) -> bool:
@@ -227,10 +230,16 @@ def _apply(op: NodeOperation, driver: Driver, worker: str) -> _Step:
     node_desire(node=node, desired=Desired.of(op.target_flags or {}), source=f"rollout {op.rollout_id} ({op.phase})")
     if result.kubelet_version:
         node.kubelet_version = result.kubelet_version
-    expected = _expected_mode(op)
-    if not expected:
-        return _Step(action="succeed", fields={"after_flags": op.target_flags, "error_code": "", "error": ""})
-    verify_state = {"delay": FIRST_POLL, "last": None, "kubelet": result.kubelet_version, "wrote": result.changed}
+    # A mode change is verified on the pods; a gate change (or a rollback that restores no known
+    # mode) on the kubelet, which must be running again with the flags written.
+    wait_for = "pods" if _expected_mode(op) else "kubelet"
+    verify_state = {
+        "delay": FIRST_POLL,
+        "last": None,
+        "kubelet": result.kubelet_version,
+        "wrote": result.changed,
+        "wait_for": wait_for,
+    }
     deadline = timezone.now() + timedelta(seconds=settings.PIDNS_VERIFY_TIMEOUT)
     return _Step(
         step=VERIFY,
@@ -240,18 +249,14 @@ def _apply(op: NodeOperation, driver: Driver, worker: str) -> _Step:
 
 
 def _plan_forward(op: NodeOperation) -> _Step | tuple[dict, dict]:
-    """(flags before, flags to write) for a forward operation, or the step that ends it."""
-    node, rollout = op.node, op.rollout
-    decision, why = node_decision(node.facts(), node.cluster.plan, rollout.intent)
-    if decision is None:
-        return _Step(action="fail", fields={"error_code": "unknown-facts", "error": why[:2000]})
-    if decision.blockers:
-        blocker = decision.blockers[0]
-        return _Step(action="skip", fields={"skip_reason": f"{blocker.code}: {blocker.message}"[:200]})
-    expected = _expected_mode(op)
-    if not decision.changes_required and node.observed_pid_namespace == expected:
-        return _Step(action="skip", fields={"skip_reason": f"already-{rollout.intent}: the node is already {expected}"})
-    return managed_subset(node.kubelet_flags or {}), managed_subset(dict(decision.kubelet_flags))
+    """(flags before, flags to write) for a forward operation, or the step that ends it: the same
+    plan the preview showed, made from the node's facts as they are now."""
+    plan = plan_node(op.node, change_of(op.rollout), catalog())
+    if plan.code == "unknown-facts":
+        return _Step(action="fail", fields={"error_code": plan.code, "error": plan.message[:2000]})
+    if plan.skipped:
+        return _Step(action="skip", fields={"skip_reason": f"{plan.code}: {plan.message}"[:200]})
+    return plan.before, plan.target
 
 
 def _plan_rollback(op: NodeOperation) -> _Step | tuple[dict, dict]:
@@ -307,12 +312,18 @@ def _conflict(op: NodeOperation, driver: Driver, endpoint) -> _Step:
 
 
 def _verify(op: NodeOperation, driver: Driver, worker: str) -> _Step:
+    state = dict(op.verify_state or {})
+    if state.get("wait_for") == "kubelet":
+        return _verify_kubelet(op, driver, state)
+    return _verify_pods(op, driver, state)
+
+
+def _verify_pods(op: NodeOperation, driver: Driver, state: dict) -> _Step:
     """One look at the pods. Every pod in the expected mode on two looks in a row (the same pods),
     then ``ps`` once as proof. Past the deadline a look that matches still gets its confirming look:
     the deadline is about the node, not about how late the service looked."""
     endpoint = endpoint_for(op.node)
     expected = _expected_mode(op)
-    state = dict(op.verify_state or {})
     poll = driver.poll(endpoint)
     matched = poll.mode == expected
     if matched and poll.sandboxes == state.get("last"):
@@ -332,12 +343,52 @@ def _verify(op: NodeOperation, driver: Driver, worker: str) -> _Step:
                 f"(observed {poll.mode})",
             },
         )
+    return _again(op, state, matched, now, last=poll.sandboxes if matched else None)
+
+
+def _again(op: NodeOperation, state: dict, matched: bool, now, **remember: Any) -> _Step:
+    """Look again soon: at once to confirm a match, else backing off up to PIDNS_VERIFY_POLL."""
     delay = float(state.get("delay") or FIRST_POLL)
     wait = FIRST_POLL if matched else delay
-    state.update(last=poll.sandboxes if matched else None, delay=min(delay * 2, settings.PIDNS_VERIFY_POLL))
+    state.update(delay=min(delay * 2, settings.PIDNS_VERIFY_POLL), **remember)
     if op.deadline and not matched:
         wait = min(wait, max(0.0, (op.deadline - now).total_seconds()))
     return _Step(step=VERIFY, wake_in=wait, fields={"verify_state": state})
+
+
+def _verify_kubelet(op: NodeOperation, driver: Driver, state: dict) -> _Step:
+    """One read of the node: the kubelet must be running again with the flags written (its unit
+    records its state and arguments). A kubelet that refuses them fails the operation at once."""
+    facts = driver.facts(endpoint_for(op.node))
+    target = dict(op.target_flags or {})
+    started_with = facts.kubelet_args == target
+    now = timezone.now()
+    if facts.kubelet_status.startswith("failed") and (started_with or not facts.kubelet_args):
+        record_reading(Reading(op.node, facts=facts), via=ObservedVia.VERIFY)
+        return _Step(
+            action="fail",
+            fields={"error_code": KUBELET_REFUSED, "error": f"the kubelet does not start: {facts.kubelet_status}"},
+        )
+    if facts.kubelet_status == "running" and started_with:
+        record_reading(Reading(op.node, facts=facts), via=ObservedVia.VERIFY)
+        proof = [f"kubelet {facts.kubelet_version} running with {render_args(target) or 'no managed flags'}"]
+        return _Step(action="succeed", fields={"after_flags": op.target_flags, "proof": proof})
+    if not facts.kubelet_status and not state.get("wrote"):
+        # A node whose kubelet unit records nothing, and nothing was changed: nothing to wait for.
+        record_reading(Reading(op.node, facts=facts), via=ObservedVia.VERIFY)
+        return _Step(action="succeed", fields={"after_flags": op.target_flags, "proof": ["flags already written"]})
+    if op.deadline and now >= op.deadline:
+        record_reading(Reading(op.node, facts=facts), via=ObservedVia.VERIFY)
+        seen = facts.kubelet_status or "no kubelet status recorded on the node"
+        return _Step(
+            action="fail",
+            fields={
+                "error_code": ErrorCode.VERIFY_TIMEOUT,
+                "error": f"the kubelet was not running with the new flags within {settings.PIDNS_VERIFY_TIMEOUT:g}s "
+                f"({seen})",
+            },
+        )
+    return _again(op, state, False, now)
 
 
 def _record_verified(op: NodeOperation, driver: Driver, poll: PodPoll, state: dict) -> None:

@@ -16,10 +16,8 @@ from django.conf import settings
 from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.db.models.fields.json import KeyTransform
 
+from core.catalog import catalog
 from core.models import AuditEvent
-from drivers.base import ErrorCode
-from nodes.access import UNREACHABLE_CODES
-from nodes.decisions import node_decision
 from nodes.models import Cluster, Node
 
 from .models import (
@@ -31,6 +29,7 @@ from .models import (
     Rollout,
     RolloutStatus,
 )
+from .planning import Change, NodePlan, plan_node
 from .strategy import Strategy, plan_waves, predicted_seconds
 
 FORWARD, ROLLBACK = "forward", "rollback"
@@ -153,35 +152,6 @@ def target_nodes(*, cluster: Cluster, selector: dict[str, Any]) -> list[Node]:
     return list(nodes.order_by("name"))
 
 
-def skip_reason(node: Node, intent: str) -> tuple[str, str, Any]:
-    """Why the inventory says this node will not be changed: (code, message, decision)."""
-    if not node.managed:
-        return "unmanaged", "the node is not managed by this service", None
-    if not node.docker_endpoint:
-        return "no-endpoint", "the node has no Docker endpoint", None
-    if node.audit_error_code in UNREACHABLE_CODES:
-        return "unreachable", f"the last audit could not reach it: {node.audit_error}", None
-    if node.audit_error_code == ErrorCode.ENGINE_TOO_OLD:
-        return "engine-too-old", node.audit_error, None
-    decision, error = node_decision(node.facts(), node.cluster.plan, intent)
-    if decision is None:
-        return "unknown-facts", error, None
-    if decision.blockers:
-        blocker = decision.blockers[0]
-        return blocker.code, blocker.message, decision
-    if (
-        decision.pid_namespace == intent
-        and not decision.changes_required
-        and node.observed_pid_namespace
-        in (
-            intent,
-            "unknown",
-        )
-    ):
-        return f"already-{intent}", f"the node is already {intent}", decision
-    return "", "", decision
-
-
 def seconds_per_node(cluster: Cluster) -> float:
     """The mean duration of the cluster's last 100 successful operations, or the default."""
     recent = (
@@ -195,38 +165,46 @@ def seconds_per_node(cluster: Cluster) -> float:
     return sum(values) / len(values) if values else settings.PIDNS_DEFAULT_SECONDS_PER_NODE
 
 
-def rollout_preview(*, cluster: Cluster, selector: dict, intent: str, strategy: Strategy) -> dict[str, Any]:
+def rollout_preview(*, cluster: Cluster, selector: dict, change: Change, strategy: Strategy) -> dict[str, Any]:
     """What a rollout would do, computed from the inventory; nothing is written."""
-    targets, skipped = [], []
+    known = catalog()
+    targets: list[tuple[Node, NodePlan]] = []
+    skipped = []
     for node in target_nodes(cluster=cluster, selector=selector):
-        code, message, decision = skip_reason(node, intent)
-        if code:
-            skipped.append({"node": node.name, "node_id": node.pk, "code": code, "reason": message})
+        plan = plan_node(node, change, known)
+        if plan.skipped:
+            skipped.append({"node": node.name, "node_id": node.pk, "code": plan.code, "reason": plan.message})
         else:
-            targets.append((node, decision))
+            targets.append((node, plan))
     waves = plan_waves(targets, strategy)
     wave_of = {node.pk: index for index, wave in enumerate(waves) for node, _ in wave}
     per_node = seconds_per_node(cluster)
     busy = busy_elsewhere([node.pk for node, _ in targets], exclude_rollout=None)
+    by_code: dict[str, list[str]] = {}
+    for entry in skipped:
+        by_code.setdefault(entry["code"], []).append(entry["node"])
     return {
         "cluster": cluster.name,
         "plan": cluster.plan,
-        "intent": intent,
+        "kind": change.kind,
+        "intent": change.intent,
+        "feature_gates": dict(change.gates),
         "targets": [
             {
                 "node": node.name,
                 "node_id": node.pk,
                 "wave": wave_of[node.pk],
-                "pid_namespace": decision.pid_namespace,
-                "mechanism": decision.mechanism,
-                "flag_changes": {k: dict(v) for k, v in decision.flag_changes.items()},
-                "warnings": [w.code for w in decision.warnings],
-                "rollback": decision.rollback.method,
+                "pid_namespace": plan.decision.pid_namespace if plan.decision else None,
+                "mechanism": plan.decision.mechanism if plan.decision else None,
+                "flag_changes": plan.flag_changes(),
+                "warnings": plan.warnings,
+                "rollback": plan.decision.rollback.method if plan.decision else "kubelet-flag",
                 "busy_in_rollout": busy.get(node.pk),
             }
-            for node, decision in targets
+            for node, plan in targets
         ],
         "skipped": skipped,
+        "skipped_by_code": dict(sorted(by_code.items())),
         "waves": [[node.name for node, _ in wave] for wave in waves],
         "seconds_per_node": round(per_node, 3),
         "predicted_seconds": round(predicted_seconds([len(w) for w in waves], strategy, per_node), 1),

@@ -18,6 +18,7 @@ from nodes.models import Cluster
 from . import states
 from .errors import RolloutConflict
 from .models import NodeOperation, OperationState, Rollout
+from .planning import PID, Change
 from .selectors import rollout_preview
 from .states import FORWARD, OPERATION, ROLLBACK, ROLLOUT
 from .strategy import Strategy, Window
@@ -29,17 +30,20 @@ def rollout_create(
     actor: str,
     name: str,
     cluster: Cluster,
-    intent: str,
     strategy: Strategy,
+    intent: str = "",
+    change: Change | None = None,
     selector: dict | None = None,
     busy_policy: str = "refuse",
 ) -> Rollout:
-    """Create a draft rollout with one pending operation per targeted node (skipped ones are
-    recorded with their reason). Refuses nodes busy in another rollout unless told to wait."""
+    """Create a draft rollout of ``change`` (or of a mode ``intent``) with one pending operation per
+    targeted node (skipped ones are recorded with their reason). Refuses nodes busy in another
+    rollout unless told to wait."""
     selector = selector or {}
+    change = change or Change(PID, intent=intent)
     # Serialise creations per cluster, so two requests cannot both take the same free nodes.
     list(Cluster.objects.select_for_update().filter(pk=cluster.pk).values_list("pk"))
-    preview = rollout_preview(cluster=cluster, selector=selector, intent=intent, strategy=strategy)
+    preview = rollout_preview(cluster=cluster, selector=selector, change=change, strategy=strategy)
     busy = [t for t in preview["targets"] if t["busy_in_rollout"]]
     if busy and busy_policy == "refuse":
         raise RolloutConflict(
@@ -49,7 +53,9 @@ def rollout_create(
         name=name,
         cluster=cluster,
         selector=selector,
-        intent=intent,
+        kind=change.kind,
+        intent=change.intent,
+        gate_changes=dict(change.gates),
         canary_count=strategy.canary_count,
         batch_size=strategy.batch_size,
         batch_percent=strategy.batch_percent,
@@ -66,7 +72,7 @@ def rollout_create(
     now = timezone.now()
     NodeOperation.objects.bulk_create(
         [
-            NodeOperation(rollout=rollout, node_id=t["node_id"], wave=t["wave"], expected_mode=intent)
+            NodeOperation(rollout=rollout, node_id=t["node_id"], wave=t["wave"], expected_mode=change.expected_mode)
             for t in preview["targets"]
         ]
         + [
@@ -88,7 +94,7 @@ def rollout_create(
         object_repr=name,
         after={
             "cluster": cluster.name,
-            "intent": intent,
+            "change": change.label(),
             "selector": selector,
             "targets": len(preview["targets"]),
             "skipped": len(preview["skipped"]),
@@ -140,7 +146,7 @@ def rollout_submit(*, actor: str, data: dict[str, Any], start: bool = False) -> 
         actor=actor,
         name=data["name"],
         cluster=data["cluster"],
-        intent=data["intent"],
+        change=data["change"],
         strategy=data["strategy"],
         selector=data["selector"],
         busy_policy=data["busy_policy"],
@@ -208,7 +214,8 @@ def create_rollback_operations(rollout: Rollout) -> int:
             phase=ROLLBACK,
             wave=0,
             target_flags=op.before_flags,
-            expected_mode=op.before_mode if op.before_mode in states.NODE_MODES else "",
+            # A mode change is undone to the mode it found; a gate change to the flags it found.
+            expected_mode=op.before_mode if rollout.kind == PID and op.before_mode in states.NODE_MODES else "",
         )
         for op in changed.only("node_id", "before_flags", "before_mode")
         if op.node_id not in already

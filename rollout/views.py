@@ -200,7 +200,7 @@ def rollout_preview(request):
     preview = None
     if data is not None:
         preview = selectors.rollout_preview(
-            cluster=data["cluster"], selector=data["selector"], intent=data["intent"], strategy=data["strategy"]
+            cluster=data["cluster"], selector=data["selector"], change=data["change"], strategy=data["strategy"]
         )
         preview["canary"] = data["strategy"].canary_count > 0
         preview["busy"] = [t for t in preview["targets"] if t["busy_in_rollout"]]

@@ -21,11 +21,12 @@ from drivers.dropin import (
     VERSION_NAME,
     DropinError,
     parse_dropin,
+    render_args,
     render_dropin,
     split_gates,
 )
 from gates.catalog import load_catalog
-from gates.facts import format_feature_gates, parse_facts
+from gates.facts import parse_facts
 from gates.gatecheck import validate
 from gates.plans import decide
 
@@ -105,8 +106,8 @@ class SimNode:
     def _write_status(self) -> None:
         """What the kubelet unit records (``ExecStartPost`` / ``ExecStopPost`` on a real node)."""
         status = f"failed: {self.kubelet_error}" if self.kubelet_error else "running"
-        gates = format_feature_gates(self.gates())
-        (self.kubelet_dir / "kubelet-status").write_text(f"{status}\ngates: {gates}\n")
+        args = render_args(self.flags())
+        (self.kubelet_dir / "kubelet-status").write_text(f"{status}\nargs: {args}\n")
 
     @property
     def running(self) -> bool:

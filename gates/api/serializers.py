@@ -63,3 +63,56 @@ class EvaluateSerializer(serializers.Serializer):
         except FactsError as exc:
             raise serializers.ValidationError(exc.errors) from None
         return attrs
+
+
+# --- feature gates ----------------------------------------------------------------------------------
+
+
+class GateValidateSerializer(serializers.Serializer):
+    kubelet_version = serializers.CharField(
+        max_length=128, help_text="The kubelet's version; a pre-release belongs to its line (v1.19.0-beta.2 is 1.19)."
+    )
+    feature_gates = serializers.JSONField(help_text='{"Name": true|false|"true"|"false"}')
+
+
+class GateFindingSerializer(serializers.Serializer):
+    gate = serializers.CharField(help_text="The gate (empty for a finding about the catalog).")
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class GateReportSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    value = serializers.BooleanField()
+    known = serializers.BooleanField(help_text="Some Kubernetes release had this gate.")
+    recognised = serializers.BooleanField(help_text="A kubelet of this minor recognises it.")
+    stage = serializers.CharField(allow_null=True)
+    default = serializers.BooleanField(allow_null=True)
+    locked = serializers.BooleanField()
+    first_release = serializers.CharField(allow_null=True)
+    removed_in = serializers.CharField(allow_null=True)
+
+
+class GateCheckSerializer(serializers.Serializer):
+    kubelet_minor = serializers.CharField()
+    judged_as = serializers.CharField(help_text="The release judged: the kubelet's, or the catalog's newest.")
+    valid = serializers.BooleanField(help_text="The kubelet would start with these gates.")
+    problems = GateFindingSerializer(many=True, help_text="Why the kubelet would not start.")
+    warnings = GateFindingSerializer(many=True)
+    gates = GateReportSerializer(many=True)
+
+
+class StageSerializer(serializers.Serializer):
+    stage = serializers.CharField()
+    default = serializers.BooleanField(allow_null=True)
+    start = serializers.CharField()
+    end = serializers.CharField(allow_null=True)
+
+
+class CatalogGateSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    first_release = serializers.CharField()
+    removed_in = serializers.CharField(allow_null=True)
+    locked_from = serializers.CharField(allow_null=True)
+    stages = StageSerializer(many=True)
+    at = serializers.DictField(allow_null=True, help_text="stage, default, locked and recognised at ?at=")

@@ -327,3 +327,34 @@ class AuditCreateSerializer(serializers.Serializer):
         help_text="Only this cluster; the whole fleet when left out.",
     )
     concurrency = serializers.IntegerField(min_value=1, max_value=500, required=False)
+
+
+class UpgradeCheckRequestSerializer(serializers.Serializer):
+    cluster = NameRelatedField(queryset=Cluster.objects.all())
+    kubelet_version = serializers.CharField(max_length=128, help_text="The version the kubelets would run.")
+
+
+class UpgradeFindingSerializer(serializers.Serializer):
+    gate = serializers.CharField()
+    code = serializers.CharField()
+    message = serializers.CharField()
+    count = serializers.IntegerField()
+    nodes = serializers.ListField(child=serializers.CharField(), help_text="The first 50, by name.")
+
+
+class UpgradeJudgementSerializer(serializers.Serializer):
+    would_not_start = serializers.IntegerField(help_text="Nodes whose kubelet would refuse to start.")
+    problems = UpgradeFindingSerializer(many=True)
+    no_ops = UpgradeFindingSerializer(many=True, help_text="GA gates: setting them does nothing.")
+    summary = serializers.CharField()
+
+
+class UpgradeCheckSerializer(serializers.Serializer):
+    cluster = serializers.CharField()
+    kubelet_version = serializers.CharField()
+    kubelet_minor = serializers.CharField()
+    judged_as = serializers.CharField()
+    nodes = serializers.IntegerField()
+    warnings = serializers.ListField(child=serializers.DictField())
+    current = UpgradeJudgementSerializer(help_text="The gates the kubelets run with now.")
+    desired = UpgradeJudgementSerializer(help_text="The gates the service wants of them.")

@@ -10,13 +10,16 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.catalog import catalog
 from core.events import actor_of
 from core.hostile import echo
 from core.roles import IsAdmin, IsOperator, IsViewer, ReadViewerWriteAdmin
+from gates.gatecheck import GateInputError
 
 from .. import audits, importing, selectors, services
 from ..models import Audit, Cluster, DockerCredential, NodeObservation
 from ..tasks import audit_enqueue
+from ..upgrade import upgrade_check
 from .filters import NodeFilter, NodeOrdering
 from .serializers import (
     AuditCreateSerializer,
@@ -30,6 +33,8 @@ from .serializers import (
     NodeDetailSerializer,
     NodeSerializer,
     ObservationSerializer,
+    UpgradeCheckRequestSerializer,
+    UpgradeCheckSerializer,
 )
 
 MAX_IMPORT_ROWS = 200_000
@@ -173,3 +178,21 @@ class AuditViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             audit_enqueue(audit)
         data = AuditSerializer(audit, context={"request": request}).data
         return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": str(data["url"])})
+
+
+class UpgradeCheckView(APIView):
+    """Before moving a cluster's kubelets to a new version: which nodes' current and desired feature
+    gates would stop the new kubelet from starting (per problem), and which become no-ops."""
+
+    permission_classes = [IsViewer]
+
+    @extend_schema(request=UpgradeCheckRequestSerializer, responses={200: UpgradeCheckSerializer})
+    def post(self, request):
+        serializer = UpgradeCheckRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            result = upgrade_check(cluster=data["cluster"], kubelet_version=data["kubelet_version"], catalog=catalog())
+        except GateInputError as exc:
+            raise ValidationError({exc.field: [str(exc)]}) from None
+        return Response(result)

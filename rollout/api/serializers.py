@@ -4,10 +4,11 @@ from rest_framework import serializers
 
 from core.api.serializers import EventSerializer
 from core.fields import NameRelatedField
-from gates.facts import normalize_labels
+from gates.facts import normalize_gate_map, normalize_labels
 from nodes.models import Cluster
 
 from ..models import ROLLOUT_INTENTS, NodeOperation, Rollout
+from ..planning import GATES, KINDS, PID, Change
 from ..states import ROLLOUT
 from ..strategy import Strategy, StrategyError, Window, parse_batch
 
@@ -39,7 +40,13 @@ class RolloutInputSerializer(serializers.Serializer):
 
     name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     cluster = NameRelatedField(queryset=Cluster.objects.all())
-    intent = serializers.ChoiceField(choices=ROLLOUT_INTENTS)
+    kind = serializers.ChoiceField(
+        choices=KINDS, default=PID, help_text="pid: change the PID-namespace mode; gates: change feature gates"
+    )
+    intent = serializers.ChoiceField(choices=ROLLOUT_INTENTS, required=False, help_text="For kind pid: the mode.")
+    feature_gates = serializers.JSONField(
+        required=False, help_text='For kind gates: {"Name": true|false|null}; null takes the gate out of the drop-in.'
+    )
     selector = SelectorSerializer(required=False, default=dict)
     canary_count = serializers.IntegerField(min_value=0, max_value=10_000, default=1)
     batch_size = serializers.CharField(default="10", help_text="nodes per wave after the canary, or a percentage: 25%")
@@ -60,6 +67,19 @@ class RolloutInputSerializer(serializers.Serializer):
 
     def validate(self, attrs):
         errors = {}
+        if attrs["kind"] == PID:
+            if not attrs.get("intent"):
+                errors["intent"] = ["this field is required for a change of mode (kind pid)"]
+            attrs["change"] = Change(PID, intent=attrs.get("intent", ""))
+        else:
+            try:
+                gates = normalize_gate_map(attrs.get("feature_gates"), allow_null=True)
+                if not gates:
+                    raise ValueError("name at least one gate to change")
+            except ValueError as exc:
+                errors["feature_gates"] = [str(exc)]
+                gates = {}
+            attrs["change"] = Change(GATES, gates=gates)
         try:
             batch, percent = parse_batch(attrs["batch_size"])
         except StrategyError as exc:
@@ -85,7 +105,7 @@ class RolloutInputSerializer(serializers.Serializer):
         )
         attrs["selector"] = {k: v for k, v in dict(attrs["selector"]).items() if v}
         if not attrs["name"]:
-            attrs["name"] = f"{attrs['cluster'].name} to {attrs['intent']}"
+            attrs["name"] = f"{attrs['cluster'].name} {attrs['change'].label()}"[:100]
         return attrs
 
 
@@ -93,8 +113,8 @@ class PreviewTargetSerializer(serializers.Serializer):
     node = serializers.CharField()
     node_id = serializers.IntegerField()
     wave = serializers.IntegerField()
-    pid_namespace = serializers.CharField()
-    mechanism = serializers.CharField()
+    pid_namespace = serializers.CharField(allow_null=True)
+    mechanism = serializers.CharField(allow_null=True)
     flag_changes = serializers.DictField()
     warnings = serializers.ListField(child=serializers.CharField())
     rollback = serializers.CharField()
@@ -111,7 +131,13 @@ class PreviewSkippedSerializer(serializers.Serializer):
 class PreviewSerializer(serializers.Serializer):
     cluster = serializers.CharField()
     plan = serializers.CharField()
+    kind = serializers.CharField()
     intent = serializers.CharField()
+    feature_gates = serializers.DictField(child=serializers.BooleanField(allow_null=True))
+    skipped_by_code = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="The skipped nodes per reason, e.g. the nodes a gate problem blocks",
+    )
     targets = PreviewTargetSerializer(many=True)
     skipped = PreviewSkippedSerializer(many=True)
     waves = serializers.ListField(child=serializers.ListField(child=serializers.CharField()))
@@ -170,7 +196,9 @@ class RolloutSerializer(serializers.ModelSerializer):
             "url",
             "name",
             "cluster",
+            "kind",
             "intent",
+            "gate_changes",
             "status",
             "reason",
             "total",

@@ -93,7 +93,7 @@ class RolloutViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         preview = selectors.rollout_preview(
-            cluster=data["cluster"], selector=data["selector"], intent=data["intent"], strategy=data["strategy"]
+            cluster=data["cluster"], selector=data["selector"], change=data["change"], strategy=data["strategy"]
         )
         return Response(preview)
 

@@ -16,6 +16,7 @@ from nodes.models import Cluster, Node, NodeObservation
 from rollout import advancer, operations, recovery, selectors, transitions
 from rollout.errors import RolloutConflict
 from rollout.models import NodeOperation, Rollout
+from rollout.planning import PID, Change
 from rollout.strategy import Strategy, Window
 from tests.conftest import fleet_spec, node_group
 from tests.rollout_driver import drive, run_operation
@@ -94,7 +95,10 @@ def test_preview_lists_targets_waves_skips_and_duration(sim, make_node):
     Node.objects.filter(name="iso-03").update(managed=False)
     before = (Rollout.objects.count(), NodeOperation.objects.count())
     preview = selectors.rollout_preview(
-        cluster=cluster, selector={}, intent="shared", strategy=Strategy(canary_count=1, batch_size=5)
+        cluster=cluster,
+        selector={},
+        change=Change(PID, intent="shared"),
+        strategy=Strategy(canary_count=1, batch_size=5),
     )
     assert [t["node"] for t in preview["targets"]] == ["iso-01", "iso-02"]
     assert preview["targets"][0]["flag_changes"] == {"enable-cri": {"from": "false", "to": "true"}}
@@ -110,7 +114,7 @@ def test_preview_lists_targets_waves_skips_and_duration(sim, make_node):
     }
     assert preview["predicted_seconds"] == 60.0  # two waves of one slot at the default 30 s per node
     isolated = selectors.rollout_preview(
-        cluster=cluster, selector={"labels": {}}, intent="isolated", strategy=Strategy()
+        cluster=cluster, selector={"labels": {}}, change=Change(PID, intent="isolated"), strategy=Strategy()
     )
     assert {s["node"]: s["code"] for s in isolated["skipped"]}["k17"] == "ROLLBACK_REQUIRES_DOWNGRADE"
     assert (Rollout.objects.count(), NodeOperation.objects.count()) == before
@@ -122,11 +126,11 @@ def test_selector_by_label_and_name(sim):
         node_group("b-{i}", count=2, kubelet_flags=ISOLATED_16, labels={"pool": "general"}),
     )
     by_label = selectors.rollout_preview(
-        cluster=cluster, selector={"labels": {"pool": "gpu"}}, intent="shared", strategy=Strategy()
+        cluster=cluster, selector={"labels": {"pool": "gpu"}}, change=Change(PID, intent="shared"), strategy=Strategy()
     )
     assert [t["node"] for t in by_label["targets"]] == ["a-01", "a-02", "a-03"]
     by_name = selectors.rollout_preview(
-        cluster=cluster, selector={"nodes": ["b-02", "a-01"]}, intent="shared", strategy=Strategy()
+        cluster=cluster, selector={"nodes": ["b-02", "a-01"]}, change=Change(PID, intent="shared"), strategy=Strategy()
     )
     assert [t["node"] for t in by_name["targets"]] == ["a-01", "b-02"]
 
@@ -428,7 +432,9 @@ def test_the_inventory_is_right_when_a_rollout_ends_and_the_next_audit_finds_no_
     call_command("audit", quiet=True, stdout=out)
     assert "3 nodes read, 0 failed, 0 drifted" in out.getvalue()
     # The preview plans from what the rollout did: nothing left to do.
-    again = selectors.rollout_preview(cluster=cluster, selector={}, intent="shared", strategy=Strategy())
+    again = selectors.rollout_preview(
+        cluster=cluster, selector={}, change=Change(PID, intent="shared"), strategy=Strategy()
+    )
     assert again["targets"] == [] and {s["code"] for s in again["skipped"]} == {"already-shared"}
     rollback = drive(transitions.rollout_rollback(actor="user:test", rollout=rollout))
     assert rollback.status == "rolled-back"

@@ -2,6 +2,7 @@
 
     manage.py rollout create --cluster prod --intent shared --batch 25% --start --follow
     manage.py rollout preview --cluster prod --intent isolated --label pool=gpu
+    manage.py rollout create --cluster prod --gate NodeSwap=true --gate OldGate=null --start --follow
     manage.py rollout pause|resume|abort|approve|rollback|start ID [--follow]
     manage.py rollout follow ID
 
@@ -38,6 +39,17 @@ def _pairs(values, what):
     return result
 
 
+def _gates(values):
+    """``Name=true``, ``Name=false`` or ``Name=null`` pairs as the API's feature_gates."""
+    gates = {}
+    for name, value in _pairs(values, "--gate").items():
+        lowered = value.strip().lower()
+        if lowered not in ("true", "false", "null"):
+            raise CommandError(f"--gate {name}={value[:40]}: the value is true, false or null")
+        gates[name] = None if lowered == "null" else lowered == "true"
+    return gates
+
+
 def _window(text):
     """``"mon,tue 22:00-04:00 Europe/Paris"`` or ``"22:00-04:00"``."""
     if not text:
@@ -63,7 +75,14 @@ class Command(BaseCommand):
         for name in ("create", "preview"):
             p = sub.add_parser(name)
             p.add_argument("--cluster", required=True)
-            p.add_argument("--intent", required=True, choices=["shared", "isolated"])
+            what = p.add_mutually_exclusive_group(required=True)
+            what.add_argument("--intent", choices=["shared", "isolated"], help="change the PID-namespace mode")
+            what.add_argument(
+                "--gate",
+                action="append",
+                metavar="NAME=true|false|null",
+                help="change a feature gate (null takes it out); repeat for several",
+            )
             p.add_argument("--name", default="")
             p.add_argument("--label", action="append", help="key=value; repeat to require several")
             p.add_argument("--node", action="append", help="node name; repeat for several")
@@ -112,7 +131,11 @@ class Command(BaseCommand):
         data = {
             "name": options["name"],
             "cluster": options["cluster"],
-            "intent": options["intent"],
+            **(
+                {"kind": "gates", "feature_gates": _gates(options["gate"])}
+                if options["gate"]
+                else {"kind": "pid", "intent": options["intent"]}
+            ),
             "selector": {"labels": _pairs(options["label"], "--label"), "nodes": options["node"] or []},
             "canary_count": options["canary"],
             "batch_size": options["batch"],
@@ -130,7 +153,7 @@ class Command(BaseCommand):
         v = serializer.validated_data
         if action == "preview":
             preview = selectors.rollout_preview(
-                cluster=v["cluster"], selector=v["selector"], intent=v["intent"], strategy=v["strategy"]
+                cluster=v["cluster"], selector=v["selector"], change=v["change"], strategy=v["strategy"]
             )
             self._print_preview(preview)
             return
