@@ -261,6 +261,7 @@ SPECTACULAR_SETTINGS = {
         "DecisionPlanEnum": "gates.policy.PLANS",
         "DecisionIntentEnum": "gates.policy.INTENTS",
         "RolloutIntentEnum": "rollout.models.ROLLOUT_INTENTS",
+        "RolloutKindEnum": "rollout.models.ROLLOUT_KINDS",
         "RolloutStatusEnum": "rollout.models.RolloutStatus",
         "AuditStatusEnum": "nodes.models.AuditStatus",
         "OperationStateEnum": "rollout.models.OperationState",

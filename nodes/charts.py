@@ -46,3 +46,75 @@ def stacked_bar(name: str, counts: Mapping[str, int], order: Sequence[str] = MOD
         segments.append(Segment(label, counts[label], round(x, 3), round(width, 3), MODE_COLOURS.get(label, "#999")))
         x += width
     return Bar(name, total, tuple(segments))
+
+
+STAGE_COLOURS = {
+    "alpha": "#d9822b",
+    "beta": "#3f6fb5",
+    "ga": "#2f7d46",
+    "deprecated": "#8792a2",
+    "removed": "#a1001a",
+}
+
+
+@dataclass(frozen=True)
+class Span:
+    label: str  # stage, or "removed"
+    first: str  # first release, e.g. 1.10
+    last: str  # last release, or "" for still open
+    x: float  # percent of the strip
+    width: float
+    colour: str
+
+
+@dataclass(frozen=True)
+class Strip:
+    name: str
+    spans: tuple[Span, ...]
+
+    @property
+    def text(self) -> str:
+        parts = [
+            f"removed in {s.first}"
+            if s.label == "removed"
+            else f"{s.label} {s.first}{'-' + s.last if s.last else ' on'}"
+            for s in self.spans
+        ]
+        return f"{self.name}: " + ", ".join(parts)
+
+
+def gate_strip(
+    name: str, timeline: Sequence[tuple[str, tuple[int, int], tuple[int, int] | None]], removed, oldest, newest
+) -> Strip:
+    """A gate's life across the releases ``oldest`` to ``newest``, one slot per minor: a span per
+    stage (alpha, beta, ga, deprecated), and the removal to the end."""
+    count = newest[1] - oldest[1] + 1
+
+    def slot(minor):
+        return 100.0 * (minor[1] - oldest[1]) / count
+
+    spans = []
+    for stage, first, last in timeline:
+        end = last or newest
+        spans.append(
+            Span(
+                stage,
+                f"{first[0]}.{first[1]}",
+                f"{last[0]}.{last[1]}" if last else "",
+                round(slot(first), 3),
+                round(slot(end) - slot(first) + 100.0 / count, 3),
+                STAGE_COLOURS.get(stage, "#999"),
+            )
+        )
+    if removed is not None and removed <= newest:
+        spans.append(
+            Span(
+                "removed",
+                f"{removed[0]}.{removed[1]}",
+                "",
+                round(slot(removed), 3),
+                round(100.0 - slot(removed), 3),
+                STAGE_COLOURS["removed"],
+            )
+        )
+    return Strip(name, tuple(spans))

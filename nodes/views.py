@@ -4,16 +4,23 @@ write the operator role (checked here, on the server)."""
 
 from __future__ import annotations
 
+import contextlib
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, Q
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from rest_framework.exceptions import ValidationError
 
+from core.catalog import catalog
 from core.pages import ViewerPage
 from core.roles import OPERATOR, has_role
+from gates.api.views import catalog_query
+from gates.catalog import STAGES, minor_label, parse_minor
+from gates.gatecheck import GateInputError, validate
 from gates.plans import PLANS
 from gates.policy import ISOLATED, SHARED
 from rollout.models import ROLLOUT_ACTIVE_STATES, NodeOperation, Rollout
@@ -21,10 +28,11 @@ from rollout.selectors import fingerprint, rollouts_with_counts
 
 from . import audits, selectors
 from .api.filters import NodeFilter
-from .charts import stacked_bar
+from .charts import gate_strip, stacked_bar
 from .decisions import expected_mode, node_decision
 from .models import AUDIT_ACTIVE_STATES, Audit, Cluster, NodeObservation
 from .tasks import audit_enqueue
+from .upgrade import upgrade_check
 from .whatif import LISTED, Change, WhatIfError, whatif
 
 # Sort keys offered by the node list, and the columns behind them (versions sort in version order).
@@ -118,8 +126,12 @@ class NodeDetailPage(ViewerPage):
             for intent in (SHARED, ISOLATED):
                 target, _ = node_decision(node.facts(), node.cluster.plan, intent)
                 towards.append({"intent": intent, "decision": target})
+        gate_check, next_check = gate_checks(node)
         context.update(
             node=node,
+            desired_gates=node.desired_gate_map(),
+            gate_check=gate_check,
+            next_check=next_check,
             expected_mode=expected_mode(node.facts(), node.desired(), node.cluster.plan),
             decision=decision,
             decision_error=why,
@@ -129,6 +141,22 @@ class NodeDetailPage(ViewerPage):
             operations=list(NodeOperation.objects.filter(node=node).select_related("rollout").order_by("-id")[:20]),
         )
         return context
+
+
+def gate_checks(node) -> tuple:
+    """The node's gates judged against its kubelet, and against the next release; (None, None) when
+    its kubelet version or its gates are not known."""
+    gates = node.observed_gates or {}
+    if not gates or not node.kubelet_version:
+        return None, None
+    known = catalog()
+    try:
+        now = validate(node.kubelet_version, gates, known)
+        major, minor = parse_minor(now.kubelet_minor)
+        upgraded = validate(f"v{major}.{minor + 1}.0", gates, known)
+    except (GateInputError, ValueError):
+        return None, None
+    return now, upgraded
 
 
 class WhatIfPage(ViewerPage):
@@ -141,7 +169,7 @@ class WhatIfPage(ViewerPage):
         query = self.request.GET
         values = {key: query.get(key, "").strip() for key in ("cluster", "kubelet_version", "docker_version", "plan")}
         errors: dict[str, str] = {}
-        result = None
+        result = upgrade = None
         clusters = list(Cluster.objects.order_by("name"))
         if any(values.values()):
             cluster = next((c for c in clusters if c.name == values["cluster"]), None)
@@ -153,8 +181,19 @@ class WhatIfPage(ViewerPage):
                 errors[exc.field] = str(exc)
             if not errors:
                 result = whatif(cluster, change)
+                if values["kubelet_version"]:
+                    with contextlib.suppress(GateInputError):
+                        upgrade = upgrade_check(
+                            cluster=cluster, kubelet_version=values["kubelet_version"], catalog=catalog()
+                        )
         context.update(
-            clusters=clusters, plans=sorted(PLANS), values=values, errors=errors, result=result, listed=LISTED
+            clusters=clusters,
+            plans=sorted(PLANS),
+            values=values,
+            errors=errors,
+            result=result,
+            listed=LISTED,
+            upgrade=upgrade,
         )
         return context
 
@@ -218,4 +257,96 @@ class AuditDetailPage(ViewerPage):
             retention_days=settings.PIDNS_OBSERVATION_RETENTION_DAYS,
             percent=100 * audit.done // audit.total if audit.total else (0 if audit.status == "queued" else 100),
         )
+        return context
+
+
+# --- feature gates ----------------------------------------------------------------------------------
+
+
+class GateCatalogPage(ViewerPage):
+    """Every Kubernetes feature gate: search by name, filter by stage at a release, and each gate's
+    life from alpha to removal drawn across the releases."""
+
+    template_name = "nodes/gates.html"
+    shown = 200
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        known = catalog()
+        errors = {}
+        try:
+            text, stage, at = catalog_query(self.request.GET)
+        except ValidationError as exc:
+            errors = {field: " ".join(map(str, messages)) for field, messages in exc.detail.items()}
+            text, stage, at = "", None, None
+        gates = known.search(text, stage, at) if not errors else []
+        rows = [
+            {
+                "gate": gate,
+                "strip": gate_strip(gate.name, gate.timeline(), gate.removed_in, known.oldest, known.newest),
+                "at": gate.state_at(at) if at else None,
+            }
+            for gate in gates[: self.shown]
+        ]
+        context.update(
+            rows=rows,
+            count=len(gates),
+            shown=self.shown,
+            total=len(known.gates),
+            stages=[*STAGES, "removed"],
+            releases=[minor_label(m) for m in known.releases()],
+            values={k: self.request.GET.get(k, "") for k in ("search", "stage", "at")},
+            errors=errors,
+            oldest=minor_label(known.oldest),
+            newest=minor_label(known.newest),
+        )
+        return context
+
+
+class ClusterGatesPage(ViewerPage):
+    """A cluster's feature gates: what it wants, and per node what the service wants of it against
+    what its kubelet runs with."""
+
+    template_name = "nodes/cluster_gates.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        cluster = selectors.cluster_named(kwargs["name"])
+        if cluster is None:
+            raise Http404("no such cluster")
+        nodes = list(selectors.node_list(cluster=cluster).order_by("name")[:1000])
+        rows = []
+        for node in nodes:
+            desired = node.desired_gate_map()
+            gate_drift = [d for d in node.drift_details if d.get("field") == "feature_gates"]
+            rows.append({"node": node, "desired": desired, "drift": gate_drift})
+        context.update(cluster=cluster, rows=rows, drifting=sum(1 for r in rows if r["drift"]))
+        return context
+
+
+class UpgradeCheckPage(ViewerPage):
+    """Before an upgrade: which nodes' gates would stop the new kubelet, which become no-ops."""
+
+    template_name = "nodes/upgrade_check.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        values = {k: self.request.GET.get(k, "").strip() for k in ("cluster", "kubelet_version")}
+        clusters = list(Cluster.objects.order_by("name"))
+        errors: dict[str, str] = {}
+        result = None
+        if any(values.values()):
+            cluster = next((c for c in clusters if c.name == values["cluster"]), None)
+            if cluster is None:
+                errors["cluster"] = "choose a cluster" if not values["cluster"] else "no such cluster"
+            if not values["kubelet_version"]:
+                errors["kubelet_version"] = "a kubelet version such as v1.19.0"
+            if not errors:
+                try:
+                    result = upgrade_check(
+                        cluster=cluster, kubelet_version=values["kubelet_version"], catalog=catalog()
+                    )
+                except GateInputError as exc:
+                    errors[exc.field] = str(exc)
+        context.update(clusters=clusters, values=values, errors=errors, result=result)
         return context

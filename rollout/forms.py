@@ -15,6 +15,7 @@ from .api.serializers import RolloutInputSerializer
 TEXT_FIELDS = (
     "name",
     "cluster",
+    "kind",
     "intent",
     "canary_count",
     "batch_size",
@@ -36,6 +37,7 @@ ERROR_FIELDS = {
     "window": "window_start",
 }
 INITIAL = {
+    "kind": "pid",
     "intent": "shared",
     "canary_count": "1",
     "batch_size": "10",
@@ -64,9 +66,23 @@ def _labels(text: str) -> dict[str, str]:
     return labels
 
 
+def _gates(text: str) -> dict[str, Any]:
+    gates: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in re.split(r"[,\s]+", text))):
+        name, sep, value = item.partition("=")
+        lowered = value.strip().lower()
+        if not sep or lowered not in ("true", "false", "null"):
+            raise FormError("feature_gates", f"{item[:60]!r} is not Name=true, Name=false or Name=null")
+        gates[name.strip()] = None if lowered == "null" else lowered == "true"
+    return gates
+
+
 def form_values(post: QueryDict) -> dict[str, Any]:
     """The form's values as entered, for re-displaying it (checkboxes as booleans)."""
-    values = {key: str(post.get(key, "")) for key in (*TEXT_FIELDS, "labels", "nodes", "window_start", "window_end")}
+    values = {
+        key: str(post.get(key, ""))
+        for key in (*TEXT_FIELDS, "labels", "nodes", "feature_gates", "window_start", "window_end")
+    }
     values["window_tz"] = str(post.get("window_tz", "")) or "UTC"
     values["window_days"] = post.getlist("window_days")
     for key in CHECKBOXES:
@@ -87,6 +103,9 @@ def api_input(post: QueryDict) -> dict[str, Any]:
     if nodes:
         selector["nodes"] = nodes
     data["selector"] = selector
+    if values["kind"] == "gates":
+        data.pop("intent", None)
+        data["feature_gates"] = _gates(values["feature_gates"])
     if values["window_start"] or values["window_end"]:
         window = {"start": values["window_start"], "end": values["window_end"], "tz": values["window_tz"]}
         if values["window_days"]:

@@ -5,6 +5,7 @@ from django.db import models
 from . import states
 
 ROLLOUT_INTENTS = [("shared", "shared"), ("isolated", "isolated")]
+ROLLOUT_KINDS = [("pid", "PID-namespace mode"), ("gates", "feature gates")]
 
 
 class RolloutStatus(models.TextChoices):
@@ -34,9 +35,7 @@ class Rollout(models.Model):
     name = models.CharField(max_length=100)
     cluster = models.ForeignKey("nodes.Cluster", on_delete=models.PROTECT, related_name="rollouts")
     selector = models.JSONField(default=dict, blank=True)
-    kind = models.CharField(
-        max_length=8, default="pid", choices=[("pid", "PID-namespace mode"), ("gates", "feature gates")]
-    )
+    kind = models.CharField(max_length=8, default="pid", choices=ROLLOUT_KINDS)
     intent = models.CharField(max_length=16, choices=ROLLOUT_INTENTS, blank=True, help_text="For a mode change.")
     gate_changes = models.JSONField(
         default=dict, blank=True, help_text="For a gate change: {Name: true|false|null}, null removes the gate."
@@ -68,6 +67,17 @@ class Rollout(models.Model):
 
     def __str__(self) -> str:
         return f"rollout {self.pk} {self.name} ({self.status})"
+
+    @property
+    def change_label(self) -> str:
+        """What the rollout changes, in words: ``to shared``, ``gates NodeSwap=true``."""
+        if self.kind == "gates":
+            changes = ", ".join(
+                f"{name}={'remove' if on is None else str(on).lower()}"
+                for name, on in sorted(self.gate_changes.items())
+            )
+            return f"gates {changes}"
+        return f"to {self.intent}"
 
 
 Rollout.__doc__ += states.ROLLOUT.describe()

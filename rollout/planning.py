@@ -39,10 +39,9 @@ class Change:
         return "shared" if self.intent == "shared" else "isolated"
 
     def label(self) -> str:
-        if self.kind == PID:
-            return f"to {self.intent}"
-        changes = ", ".join(f"{k}={'remove' if v is None else str(v).lower()}" for k, v in sorted(self.gates.items()))
-        return f"gates {changes}"
+        from .models import Rollout
+
+        return Rollout(kind=self.kind, intent=self.intent, gate_changes=self.gates).change_label
 
 
 def change_of(rollout) -> Change:

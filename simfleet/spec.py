@@ -127,6 +127,8 @@ class NodeSpec:
 class FleetSpec:
     clusters: dict[str, str]  # name -> plan
     nodes: tuple[NodeSpec, ...]
+    # What the inventory should want of each cluster's gates, for --register (not simulated).
+    desired_gates: dict[str, dict[str, bool]] = field(default_factory=dict)
 
 
 def _faults(raw: Any, where: str) -> Faults:
@@ -159,6 +161,7 @@ def parse_spec(data: Any) -> FleetSpec:
     if not isinstance(data, dict) or not isinstance(data.get("clusters"), list):
         raise SpecError("a fleet spec is a map with a 'clusters' list")
     clusters: dict[str, str] = {}
+    desired_gates: dict[str, dict[str, bool]] = {}
     nodes: list[NodeSpec] = []
     seen: set[tuple[str, str]] = set()
     for ci, cluster in enumerate(data["clusters"]):
@@ -169,6 +172,12 @@ def parse_spec(data: Any) -> FleetSpec:
         if plan not in PLANS:
             raise SpecError(f"{where}: plan must be one of {', '.join(PLANS)}")
         clusters[cluster["name"]] = plan
+        try:
+            cluster_gates = normalize_gate_map(cluster.get("desired_gates") or {})
+        except ValueError as exc:
+            raise SpecError(f"{where}: desired_gates: {exc}") from None
+        if cluster_gates:
+            desired_gates[cluster["name"]] = cluster_gates
         for ni, group in enumerate(cluster.get("nodes") or []):
             gwhere = f"{where}.nodes[{ni}]"
             if not isinstance(group, dict) or set(group) - NODE_KEYS:
@@ -211,7 +220,7 @@ def parse_spec(data: Any) -> FleetSpec:
                         config_gates=config_gates,
                     )
                 )
-    return FleetSpec(clusters=clusters, nodes=tuple(nodes))
+    return FleetSpec(clusters=clusters, nodes=tuple(nodes), desired_gates=desired_gates)
 
 
 def load_spec(path: Path) -> FleetSpec:

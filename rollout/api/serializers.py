@@ -7,8 +7,8 @@ from core.fields import NameRelatedField
 from gates.facts import normalize_gate_map, normalize_labels
 from nodes.models import Cluster
 
-from ..models import ROLLOUT_INTENTS, NodeOperation, Rollout
-from ..planning import GATES, KINDS, PID, Change
+from ..models import ROLLOUT_INTENTS, ROLLOUT_KINDS, NodeOperation, Rollout
+from ..planning import GATES, PID, Change
 from ..states import ROLLOUT
 from ..strategy import Strategy, StrategyError, Window, parse_batch
 
@@ -41,7 +41,7 @@ class RolloutInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     cluster = NameRelatedField(queryset=Cluster.objects.all())
     kind = serializers.ChoiceField(
-        choices=KINDS, default=PID, help_text="pid: change the PID-namespace mode; gates: change feature gates"
+        choices=ROLLOUT_KINDS, default=PID, help_text="pid: change the PID-namespace mode; gates: change feature gates"
     )
     intent = serializers.ChoiceField(choices=ROLLOUT_INTENTS, required=False, help_text="For kind pid: the mode.")
     feature_gates = serializers.JSONField(

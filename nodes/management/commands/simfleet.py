@@ -17,7 +17,14 @@ from simfleet.spec import SpecError, load_spec
 
 def register(fleet: Fleet) -> int:
     """Create or update the fleet's clusters and nodes, with their endpoints, in the inventory."""
-    clusters = [{"name": name, "plan": plan} for name, plan in fleet.spec.clusters.items()]
+    clusters = [
+        {
+            "name": name,
+            "plan": plan,
+            **({"desired_gates": fleet.spec.desired_gates[name]} if name in fleet.spec.desired_gates else {}),
+        }
+        for name, plan in fleet.spec.clusters.items()
+    ]
     nodes = [
         {"cluster": n.spec.cluster, "name": n.spec.name, "docker_endpoint": fleet.endpoint(n), "labels": n.spec.labels}
         for n in fleet.nodes
