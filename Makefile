@@ -37,6 +37,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/bench_audit.py
 	$(BIN)/python bench/bench_rollout.py
 	$(BIN)/python bench/bench_overview.py
+	$(BIN)/python bench/bench_gates.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis

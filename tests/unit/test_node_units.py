@@ -39,3 +39,19 @@ def test_the_kubelet_drop_in_records_the_version_and_defaults_the_variable():
     # The managed drop-in the helper writes sets the same variable, later in systemd's order.
     assert DROPIN_NAME > "15-pidns.conf" and f'Environment="{ENV_NAME}=' in render_dropin({"enable-cri": "false"})
     assert parse_dropin(render_dropin({"enable-cri": "false"})) == {"enable-cri": "false"}
+
+
+def test_the_kubelet_drop_in_records_what_the_driver_reads_as_the_kubelet_status():
+    from drivers.docker_engine import kubelet_args, kubelet_status
+
+    conf = dict(directives("kubelet-pidns.conf"))
+    status_file = f"{settings.PIDNS_KUBELET_DIR}/kubelet-status"
+    assert status_file in conf["ExecStartPost"] and status_file in conf["ExecStopPost"]
+    helper = (UNITS.parent / "helper.sh").read_text()
+    assert 'cat "$dir/kubelet-status"' in helper
+    # What the units write (systemd turns %% into %), read back by the driver.
+    running = "running\nargs: --enable-cri=true --feature-gates=A=true\n"
+    assert kubelet_status(running) == "running"
+    assert kubelet_args(running) == {"enable-cri": "true", "feature-gates": "A=true"}
+    failed = "failed: exit-code 1\nargs: --feature-gates=Gone=true\n"
+    assert kubelet_status(failed) == "failed: exit-code 1" and kubelet_args(failed) == {"feature-gates": "Gone=true"}

@@ -159,7 +159,7 @@ class Command(BaseCommand):
             f"  API docs:    {url}api/docs/",
             f"  admin token: {token}",
             f"  admin login: admin / {password}   (dashboard {url}, Django admin {url}admin/)",
-            f"  simulated fleet: clusters lab and lab-upstream ({engine} engine)",
+            f"  simulated fleet: clusters lab, lab-upstream and lab-gates ({engine} engine)",
             "  try:",
             f"    curl -s -H 'Authorization: Token {token}' -H 'Content-Type: application/json' \\",
             f"      -d '{example}' {url}api/v1/decisions/evaluate/",
@@ -169,7 +169,9 @@ class Command(BaseCommand):
                 if rollout
                 else []
             ),
-            "  or one from the command line (the worker carries it out):",
+            "  before upgrading lab-gates' kubelets to 1.19 (a gate they run with is removed there):",
+            "    .venv/bin/python manage.py gates upgrade-check --cluster lab-gates --to v1.19.0",
+            "  or a rollout from the command line (the worker carries it out):",
             "    .venv/bin/python manage.py rollout create --cluster lab-upstream --intent shared --label pool=general "
             "--batch 50% --start --follow",
             "",
