@@ -274,3 +274,31 @@ def test_simfleet_command_then_audit_command_show_observed_modes(tmp_path, viewe
     finally:
         child.terminate()
         child.wait(timeout=30)
+
+
+def test_audits_read_the_gates_from_the_kubelet_configuration_and_the_drop_in(registered):
+    registered(
+        node_group(
+            "g",
+            kubelet="v1.18.20",
+            docker="19.03.15",
+            kubelet_flags={"feature-gates": "PodShareProcessNamespace=true"},
+            config_gates={"RotateKubeletServerCertificate": True, "PodShareProcessNamespace": False},
+        ),
+        node_group(
+            "refusing",
+            kubelet="v1.19.0",
+            docker="19.03.15",
+            kubelet_flags={"feature-gates": "PodShareProcessNamespace=true"},
+        ),
+        plan="upstream",
+    )
+    audit_now(quiet=True)
+    node = Node.objects.get(name="g")
+    # The drop-in's flag goes over the configuration's setting.
+    assert node.observed_gates == {"RotateKubeletServerCertificate": True, "PodShareProcessNamespace": True}
+    assert node.ready is True
+    refusing = Node.objects.get(name="refusing")
+    assert refusing.ready is False  # its kubelet does not start with a gate removed in 1.19
+    reading = NodeObservation.objects.filter(node=refusing).latest("observed_at")
+    assert reading.facts["kubelet_status"].startswith("failed: unrecognized feature gate: PodShareProcessNamespace")
