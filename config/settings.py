@@ -117,7 +117,11 @@ TEMPLATES = [
 ]
 
 if env("DATABASE_URL"):
-    DATABASES = {"default": dj_database_url.parse(env("DATABASE_URL"), conn_max_age=envint("DB_CONN_MAX_AGE", 60))}
+    DATABASES = {
+        "default": dj_database_url.parse(
+            env("DATABASE_URL"), conn_max_age=envint("DB_CONN_MAX_AGE", 60), conn_health_checks=True
+        )
+    }
 else:
     DATABASES = {
         "default": {
@@ -318,6 +322,10 @@ PIDNS_DRIVER_TIMEOUT = float(env("PIDNS_DRIVER_TIMEOUT", "10"))
 PIDNS_KUBELET_DIR = env("PIDNS_KUBELET_DIR", "/etc/kubernetes/pidns")
 PIDNS_KUBELET_CONFIG = env("PIDNS_KUBELET_CONFIG", "/var/lib/kubelet/config.yaml")
 PIDNS_AUDIT_CONCURRENCY = envint("PIDNS_AUDIT_CONCURRENCY", 20)
+# Large audits read their nodes from several processes (each with its threads), so reading is not
+# bound by one interpreter lock; smaller ones, and audits run by a prefork pool's child, use threads.
+PIDNS_AUDIT_PROCESSES = envint("PIDNS_AUDIT_PROCESSES", min(4, os.cpu_count() or 1))
+PIDNS_AUDIT_PROCESS_MIN_NODES = envint("PIDNS_AUDIT_PROCESS_MIN_NODES", 1000)
 PIDNS_AUDIT_LEASE_SECONDS = envint("PIDNS_AUDIT_LEASE_SECONDS", 300)
 PIDNS_AUDIT_STALE_SECONDS = envint("PIDNS_AUDIT_STALE_SECONDS", 120)
 # An audit enforces its own time limit (whatever the worker pool); past it, it resumes later, and
