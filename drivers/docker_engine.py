@@ -226,11 +226,14 @@ class DockerEngineDriver:
             client_cert = (write("cert.pem", endpoint.tls_cert), write("key.pem", endpoint.tls_key))
         return TLSConfig(client_cert=client_cert, ca_cert=ca, verify=True)
 
-    def engine_version(self, endpoint: Endpoint, fresh: bool = False) -> dict:
-        """The engine's ``/version``, checked at most once per ``VERSION_TTL`` per node."""
+    def engine_version(self, endpoint: Endpoint, fresh: bool = False, cached: bool = False) -> dict:
+        """The engine's ``/version``, checked at most once per ``VERSION_TTL`` per node. With
+        ``cached``, only what is already known (an empty dict when nothing is): no request."""
         connection = self._connection(endpoint)
         if not fresh and connection.version is not None and time.monotonic() - connection.version_at < VERSION_TTL:
             return connection.version
+        if cached:
+            return {}
         with self._client(endpoint) as api:
             info = api.version(api_version=False)
         api_version = str(info.get("ApiVersion", ""))
@@ -364,7 +367,8 @@ class DockerEngineDriver:
             raise DriverError(ErrorCode.APPLY_FAILED, str(exc)) from None
         if expect_kubelet is not None:
             env["PIDNS_EXPECT_KUBELET"] = expect_kubelet
-        self.engine_version(endpoint)
+        # No version request first: the client speaks API 1.24, and an older engine refuses the
+        # helper's first call with an error that reads as ENGINE_TOO_OLD.
         result = self._run_helper(endpoint, "write", env=env)
         status = result.get("status", "")
         kubelet_version = result.get(VERSION_NAME, "").strip()

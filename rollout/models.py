@@ -150,7 +150,9 @@ class NodeOperation(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["rollout", "phase", "state"], name="operation_rollout_state"),
+            # Serves the counts per state and, in wave order, the next pending operations to start
+            # (a hand-over stops at the first free ones instead of sorting the whole wave).
+            models.Index(fields=["rollout", "phase", "state", "wave", "id"], name="operation_next_pending"),
             models.Index(fields=["state", "wake_at"], name="operation_due"),
         ]
 

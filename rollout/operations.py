@@ -13,10 +13,15 @@ Steps (:data:`rollout.states.STEPS`):
   then write the drop-in with a compare-and-set on the kubelet version and the flags it saw. A
   node that changed since it was read is read again and decided afresh. The node's desired state
   becomes what was written.
-* ``verify``: one look at the pods per wake-up, backing off from 50 ms to ``PIDNS_VERIFY_POLL``;
-  every pod in the new mode on two looks in a row, then ``ps`` in a container as proof. The node's
-  observed state is recorded from that last look, so the inventory is right the moment the
-  operation succeeds.
+* ``verify``: one look at the pods per wake-up; when every pod is in the new mode, a second look
+  50 ms later in the same step must see the same pods, then ``ps`` in a container is the proof.
+  The node's observed state is recorded from that last look, so the inventory is right the moment
+  the operation succeeds.
+
+How long to wait is learned (:class:`RestartClock`): the first look of an operation comes when
+the rollout's earlier operations first saw their node ready, and a miss backs off in proportion
+to the time already waited. The number of looks per operation is then about the same for a
+kubelet that restarts in 150 ms or in a minute, and so is its cost.
 
 Transient engine errors retry the step with backoff, up to ``PIDNS_OPERATION_MAX_ATTEMPTS``.
 """
@@ -24,6 +29,8 @@ Transient engine errors retry the step with backoff, up to ``PIDNS_OPERATION_MAX
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -56,6 +63,7 @@ log = logging.getLogger(__name__)
 
 TRANSIENT_CODES = (ErrorCode.UNREACHABLE, ErrorCode.TIMEOUT, ErrorCode.ENGINE_ERROR)
 FIRST_POLL = 0.05
+CONFIRM_GAP = 0.05  # between the look that matches and the look that confirms it
 CONFLICT = "conflict"
 KUBELET_REFUSED = "kubelet-refused"
 
@@ -147,24 +155,25 @@ def _on_driver_error(op: NodeOperation, exc: DriverError) -> _Step:
 
 
 def _save(op: NodeOperation, worker: str, started_step: str, result: _Step) -> StepOutcome | None:
-    """Write a step's result, guarded by this worker's lease and the step it began from."""
+    """Write a step's result, guarded by this worker's lease and the step it began from. The
+    operation in memory takes the written values (no read back)."""
     now = timezone.now()
     mine = NodeOperation.objects.filter(
         pk=op.pk, state=OperationState.RUNNING, lease_owner=worker[:200], step=started_step
     )
     release = {"lease_owner": "", "lease_until": None}
     if result.action is None:
-        wake = now + timedelta(seconds=result.wake_in)
-        if not mine.update(step=result.step, wake_at=wake, **release, **result.fields):
+        fields = {"step": result.step, "wake_at": now + timedelta(seconds=result.wake_in), **release, **result.fields}
+        if not mine.update(**fields):
             return None  # the lease was taken over: that worker's result stands
-        op.refresh_from_db()
+        _assign(op, fields)
         return StepOutcome(op, wake_in=result.wake_in)
     duration = (now - op.started_at).total_seconds() if op.started_at else None
     fields = {"finished_at": now, "duration_seconds": duration, "wake_at": None, **release, **result.fields}
     with transaction.atomic():
         if not OPERATION.apply(mine, result.action, **fields):
             return None
-        op.refresh_from_db()
+        _assign(op, {"state": OPERATION[result.action].target, **fields})
         handover = hand_over(op, now)
         event_record(
             actor=f"task:operation:{worker}",
@@ -182,6 +191,38 @@ def _save(op: NodeOperation, worker: str, started_step: str, result: _Step) -> S
             },
         )
     return StepOutcome(op, handover=handover)
+
+
+def _assign(op: NodeOperation, fields: dict[str, Any]) -> None:
+    for name, value in fields.items():
+        setattr(op, name, value)
+
+
+class RestartClock:
+    """How long a rollout's nodes take, from the write to the first look that finds them ready
+    (their pods in the new mode, or their kubelet running with the new flags): a moving average per
+    rollout and phase, kept in this worker process. A hint, nothing more: a process that has not
+    seen the rollout yet starts from short waits, and a wrong estimate costs a look or two."""
+
+    KEPT = 1000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seconds: dict[tuple[int, str], float] = {}
+
+    def estimate(self, op: NodeOperation) -> float | None:
+        return self._seconds.get((op.rollout_id, op.phase))
+
+    def learn(self, op: NodeOperation, seconds: float) -> None:
+        key = (op.rollout_id, op.phase)
+        with self._lock:
+            previous = self._seconds.pop(key, None)
+            self._seconds[key] = seconds if previous is None else 0.7 * previous + 0.3 * seconds
+            while len(self._seconds) > self.KEPT:
+                self._seconds.pop(next(iter(self._seconds)))
+
+
+restart_clock = RestartClock()
 
 
 # --- apply ------------------------------------------------------------------------------------------
@@ -235,15 +276,19 @@ def _apply(op: NodeOperation, driver: Driver, worker: str) -> _Step:
     wait_for = "pods" if _expected_mode(op) else "kubelet"
     verify_state = {
         "delay": FIRST_POLL,
-        "last": None,
         "kubelet": result.kubelet_version,
         "wrote": result.changed,
         "wait_for": wait_for,
     }
     deadline = timezone.now() + timedelta(seconds=settings.PIDNS_VERIFY_TIMEOUT)
+    first = 0.0
+    if result.changed:
+        learned = restart_clock.estimate(op)
+        first = FIRST_POLL if learned is None else max(FIRST_POLL, learned)
+        verify_state["delay"] = FIRST_POLL if learned is None else max(FIRST_POLL, learned / 10)
     return _Step(
         step=VERIFY,
-        wake_in=FIRST_POLL if result.changed else 0.0,
+        wake_in=first,
         fields={"deadline": deadline, "verify_state": verify_state, "error_code": "", "error": ""},
     )
 
@@ -319,21 +364,24 @@ def _verify(op: NodeOperation, driver: Driver, worker: str) -> _Step:
 
 
 def _verify_pods(op: NodeOperation, driver: Driver, state: dict) -> _Step:
-    """One look at the pods. Every pod in the expected mode on two looks in a row (the same pods),
-    then ``ps`` once as proof. Past the deadline a look that matches still gets its confirming look:
-    the deadline is about the node, not about how late the service looked."""
+    """One look at the pods. When every pod is in the expected mode, a second look ``CONFIRM_GAP``
+    later must see the same pods (a restarting kubelet recreates them one by one), then ``ps`` once
+    is the proof. Past the deadline a look that matches still gets its confirming look: the
+    deadline is about the node, not about how late the service looked."""
     endpoint = endpoint_for(op.node)
     expected = _expected_mode(op)
     poll = driver.poll(endpoint)
-    matched = poll.mode == expected
-    if matched and poll.sandboxes == state.get("last"):
-        proof = driver.prove(endpoint, poll, expected)
-        if proof is not None:
-            _record_verified(op, driver, poll, state)
-            return _Step(action="succeed", fields={"after_flags": op.target_flags, "proof": proof})
-        matched = False
+    if poll.mode == expected:
+        _ready_after(op, state)
+        time.sleep(CONFIRM_GAP)
+        first, poll = poll, driver.poll(endpoint)
+        if poll.mode == expected and poll.sandboxes == first.sandboxes:
+            proof = driver.prove(endpoint, poll, expected)
+            if proof is not None:
+                _record_verified(op, driver, poll, state)
+                return _Step(action="succeed", fields={"after_flags": op.target_flags, "proof": proof})
     now = timezone.now()
-    if not matched and op.deadline and now >= op.deadline:
+    if op.deadline and now >= op.deadline:
         _record_verified(op, driver, poll, state)
         return _Step(
             action="fail",
@@ -343,15 +391,31 @@ def _verify_pods(op: NodeOperation, driver: Driver, state: dict) -> _Step:
                 f"(observed {poll.mode})",
             },
         )
-    return _again(op, state, matched, now, last=poll.sandboxes if matched else None)
+    return _again(op, state, now)
 
 
-def _again(op: NodeOperation, state: dict, matched: bool, now, **remember: Any) -> _Step:
-    """Look again soon: at once to confirm a match, else backing off up to PIDNS_VERIFY_POLL."""
-    delay = float(state.get("delay") or FIRST_POLL)
-    wait = FIRST_POLL if matched else delay
-    state.update(delay=min(delay * 2, settings.PIDNS_VERIFY_POLL), **remember)
-    if op.deadline and not matched:
+def _ready_after(op: NodeOperation, state: dict) -> None:
+    """Teach the clock, the first time this node is seen ready. A node ready at the very first look
+    may have been ready earlier (the look says no more than that): the estimate shrinks a little.
+    A node found ready after a miss took about as long as the wait so far."""
+    if not (op.written_at and state.get("wrote")) or state.get("ready_seen"):
+        return
+    state["ready_seen"] = True
+    waited = (timezone.now() - op.written_at).total_seconds()
+    learned = restart_clock.estimate(op)
+    if state.get("looks", 0) == 0 and learned is not None:
+        restart_clock.learn(op, min(waited, learned) * 0.8)
+    else:
+        restart_clock.learn(op, waited)
+
+
+def _again(op: NodeOperation, state: dict, now) -> _Step:
+    """Look again later: the delay doubles, up to a quarter of the time waited so far (at least
+    ``PIDNS_VERIFY_POLL``), so the number of looks grows with the logarithm of the wait."""
+    wait = float(state.get("delay") or FIRST_POLL)
+    waited = (now - op.written_at).total_seconds() if op.written_at else 0.0
+    state.update(delay=min(wait * 2, max(settings.PIDNS_VERIFY_POLL, waited / 4)), looks=state.get("looks", 0) + 1)
+    if op.deadline:
         wait = min(wait, max(0.0, (op.deadline - now).total_seconds()))
     return _Step(step=VERIFY, wake_in=wait, fields={"verify_state": state})
 
@@ -370,6 +434,7 @@ def _verify_kubelet(op: NodeOperation, driver: Driver, state: dict) -> _Step:
             fields={"error_code": KUBELET_REFUSED, "error": f"the kubelet does not start: {facts.kubelet_status}"},
         )
     if facts.kubelet_status == "running" and started_with:
+        _ready_after(op, state)
         record_reading(Reading(op.node, facts=facts), via=ObservedVia.VERIFY)
         proof = [f"kubelet {facts.kubelet_version} running with {render_args(target) or 'no managed flags'}"]
         return _Step(action="succeed", fields={"after_flags": op.target_flags, "proof": proof})
@@ -388,17 +453,19 @@ def _verify_kubelet(op: NodeOperation, driver: Driver, state: dict) -> _Step:
                 f"({seen})",
             },
         )
-    return _again(op, state, False, now)
+    return _again(op, state, now)
 
 
 def _record_verified(op: NodeOperation, driver: Driver, poll: PodPoll, state: dict) -> None:
     """Record what the verification read as the node's observed state: the flags written, the
-    kubelet version the helper reported, the engine's version, and the pods of the last look."""
+    kubelet version the helper reported, the engine's version (as this worker last read it, else as
+    the inventory has it: a kubelet restart does not change the engine), and the pods of the last
+    look."""
     node = op.node
-    info = driver.engine_version(endpoint_for(node))
+    info = driver.engine_version(endpoint_for(node), cached=True)
     facts = ObservedFacts(
-        docker_version=str(info.get("Version", "")),
-        api_version=str(info.get("ApiVersion", "")),
+        docker_version=str(info.get("Version", node.runtime_version)),
+        api_version=str(info.get("ApiVersion", node.docker_api_version)),
         kubelet_version=state.get("kubelet") or node.kubelet_version,
         kubelet_flags=dict(op.target_flags or {}),
         pause_image=pause_image(poll.pods),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 
 from celery import shared_task
 from django.db import transaction
@@ -63,15 +64,29 @@ def rollout_advance(rollout_id: int) -> int:
     return _advance(rollout_id)
 
 
+def _step_later(operation_id: int, wake_in: float) -> None:
+    """Send the operation's next step ``wake_in`` seconds from now. A wait longer than a message's
+    countdown may be (``MAX_COUNTDOWN``) travels in hops: the message carries the time it is due,
+    and one that arrives early sends itself on without touching the database."""
+    if wake_in > MAX_COUNTDOWN:
+        send(operation_step, operation_id, time.time() + wake_in, countdown=MAX_COUNTDOWN)
+    else:
+        send(operation_step, operation_id, countdown=wake_in)
+
+
 @shared_task(acks_late=True, reject_on_worker_lost=True)
-def operation_step(operation_id: int) -> str:
+def operation_step(operation_id: int, due_at: float | None = None) -> str:
     """Run the due step of one operation; a second delivery finds it not due, or leased, and does
     nothing."""
+    remaining = 0.0 if due_at is None else due_at - time.time()
+    if remaining > 0:
+        _step_later(operation_id, remaining)
+        return "on its way"
     outcome = operations.operation_step(operation_id=operation_id, worker=_worker_name())
     if outcome is None:
         return "not due"
     if not outcome.finished:
-        send(operation_step, operation_id, countdown=outcome.wake_in)
+        _step_later(operation_id, outcome.wake_in)
         return f"{outcome.operation.step} in {outcome.wake_in:.2f}s"
     for next_id in outcome.handover.dispatched:
         send(operation_step, next_id)

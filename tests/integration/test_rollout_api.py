@@ -153,3 +153,24 @@ def test_rollout_command_errors(lab):
         call_command("rollout", "pause", "999")
     with pytest.raises(CommandError, match="--label"):
         call_command("rollout", "preview", "--cluster", "sim", "--intent", "shared", "--label", "nope")
+
+
+def test_a_wait_longer_than_a_message_countdown_travels_in_hops(run_fleet, clients, celery_worker_thread, monkeypatch):
+    """Slow kubelets make verification wait longer than a message's countdown may be: the step's
+    message hops until it is due, so the rollout ends without the reconciler (no beat runs here)."""
+    from rollout import tasks
+
+    monkeypatch.setattr(tasks, "MAX_COUNTDOWN", 0.2)
+    fleet = run_fleet(
+        fleet_spec(node_group("slow-{i}", count=2, kubelet_flags=ISOLATED_16, faults={"restart_ms": 1500})),
+        sync_interval=0.05,
+    )
+    register(fleet)
+    call_command("audit", quiet=True, stdout=io.StringIO())
+    operator = clients["operator"]
+    body = {"cluster": "sim", "intent": "shared", "canary_count": 0, "max_unavailable": 2, "start": True}
+    created = operator.post(URL, body, format="json")
+    assert created.status_code == 202, created.json()
+    done = wait_for(operator, created.json()["url"], ["succeeded", "failed", "rolled-back"])
+    assert done["status"] == "succeeded", done["reason"]
+    assert done["counts"]["forward"] == {"succeeded": 2}
