@@ -28,6 +28,8 @@ from django.utils import timezone
 from core.events import event_record
 from core.exceptions import Conflict
 from drivers.base import Driver, DriverError, ErrorCode
+from drivers.fanout import ProcessFanOut, can_fork_processes
+from drivers.fanout import as_error as fanout_error
 
 from .access import default_driver, endpoint_for
 from .models import AUDIT_ACTIVE_STATES, Audit, AuditStatus, Cluster, Node, NodeObservation, ObservedVia
@@ -211,29 +213,88 @@ def audit_execute(
 
 
 def _read_all(audit: Audit, driver: Driver, nodes: list[Node], deadline: float, progress: Progress | None) -> None:
+    """Read every node and record the readings in batches (every 500, or every half second)."""
     batch: list[Reading] = []
     last_flush = time.monotonic()
-    pool = ThreadPoolExecutor(max_workers=max(1, min(audit.concurrency, 500)), thread_name_prefix="audit")
+    readings = _readings(audit, driver, nodes)
     try:
-        futures = [pool.submit(_observe, driver, node) for node in nodes]
-        try:
-            for future in as_completed(futures, timeout=max(0.0, deadline - time.monotonic())):
-                batch.append(future.result())
-                if len(batch) >= 500 or time.monotonic() - last_flush > 0.5:
-                    _record(audit, batch)
-                    batch, last_flush = [], time.monotonic()
-                    if progress:
-                        audit.refresh_from_db()
-                        progress(audit)
-        except FuturesTimeout:
-            # Keep what has been read; the nodes still being read are read again on resume.
-            batch += [f.result() for f in futures if f.done() and not f.cancelled()]
-            raise TimeLimitReached from None
-        finally:
-            if batch:
-                _record(audit, _unrecorded(audit, batch))
+        for reading in readings.results(timeout=max(0.0, deadline - time.monotonic())):
+            batch.append(reading)
+            if len(batch) >= 500 or time.monotonic() - last_flush > 0.5:
+                _record(audit, batch)
+                batch, last_flush = [], time.monotonic()
+                if progress:
+                    audit.refresh_from_db()
+                    progress(audit)
+    except TimeoutError:
+        # Keep what has been read; the nodes still being read are read again on resume.
+        batch += readings.finished()
+        raise TimeLimitReached from None
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        readings.close()
+        if batch:
+            _record(audit, _unrecorded(audit, batch))
+
+
+class _ThreadReadings:
+    """Nodes read by threads of this process: ``concurrency`` at once."""
+
+    def __init__(self, audit: Audit, driver: Driver, nodes: list[Node]):
+        self._pool = ThreadPoolExecutor(max_workers=max(1, min(audit.concurrency, 500)), thread_name_prefix="audit")
+        self._futures = [self._pool.submit(_observe, driver, node) for node in nodes]
+
+    def results(self, timeout: float):
+        try:
+            for future in as_completed(self._futures, timeout=timeout):
+                yield future.result()
+        except FuturesTimeout:
+            raise TimeoutError from None
+
+    def finished(self) -> list[Reading]:
+        return [f.result() for f in self._futures if f.done() and not f.cancelled()]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _ProcessReadings:
+    """Nodes read by ``PIDNS_AUDIT_PROCESSES`` processes (threads in each), for large audits: the
+    reading is then not bound by this process's interpreter lock. Results are recorded here."""
+
+    def __init__(self, audit: Audit, nodes: list[Node]):
+        self._nodes = {node.pk: node for node in nodes}
+        endpoints = [(node.pk, endpoint_for(node)) for node in nodes]
+        self._fanout = ProcessFanOut(
+            endpoints, processes=settings.PIDNS_AUDIT_PROCESSES, concurrency=max(1, min(audit.concurrency, 500))
+        )
+
+    def results(self, timeout: float):
+        for node_id, facts, duration_ms in self._fanout.results(timeout):
+            node = self._nodes[node_id]
+            if isinstance(facts, tuple):
+                yield Reading(node, error=fanout_error(facts), duration_ms=duration_ms)
+            else:
+                yield Reading(node, facts=facts, duration_ms=duration_ms)
+
+    def finished(self) -> list[Reading]:
+        return []  # results come back a chunk at a time; those not yet back are read again on resume
+
+    def close(self) -> None:
+        self._fanout.close()
+
+
+def _readings(audit: Audit, driver: Driver, nodes: list[Node]):
+    """Threads in this process, or, for an audit of at least ``PIDNS_AUDIT_PROCESS_MIN_NODES``
+    nodes read by the default driver, several processes (not from a process that may not start
+    any, such as a prefork pool's child)."""
+    if (
+        settings.PIDNS_AUDIT_PROCESSES > 1
+        and len(nodes) >= settings.PIDNS_AUDIT_PROCESS_MIN_NODES
+        and driver is default_driver()
+        and can_fork_processes()
+    ):
+        return _ProcessReadings(audit, nodes)
+    return _ThreadReadings(audit, driver, nodes)
 
 
 def _unrecorded(audit: Audit, batch: list[Reading]) -> list[Reading]:

@@ -31,7 +31,10 @@ def registered(run_fleet, db):
     return make
 
 
-def test_audit_command_reads_the_nodes(registered):
+@pytest.mark.parametrize("processes", [1, 2], ids=["threads", "processes"])
+def test_audit_command_reads_the_nodes(registered, settings, processes):
+    """The same readings whether the nodes are read by threads here or by child processes."""
+    settings.PIDNS_AUDIT_PROCESSES, settings.PIDNS_AUDIT_PROCESS_MIN_NODES = processes, 1
     registered(
         node_group("iso-{i}", count=2, kubelet_flags={"enable-cri": "false"}),
         node_group("shr-{i}", count=2),
@@ -52,6 +55,9 @@ def test_audit_command_reads_the_nodes(registered):
     assert nodes["down"].audit_error_code == "unreachable" and nodes["down"].reachable is False
     assert NodeObservation.objects.count() == 6
     assert all(not n.drift for n in nodes.values())
+    readings = audits._readings(Audit(concurrency=5), audits.default_driver(), list(nodes.values()))
+    readings.close()
+    assert type(readings).__name__ == ("_ProcessReadings" if processes > 1 else "_ThreadReadings")
 
 
 def test_drift_is_measured_against_the_desired_state(registered):
