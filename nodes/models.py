@@ -259,6 +259,51 @@ NODE_OBSERVED_FIELDS = (
 NODE_DESIRED_FIELDS = ("desired_flags", "desired_gates", "desired_source", "desired_at")
 
 
+# The columns the overview counts nodes by (see NodeCount).
+COUNTED_COLUMNS = (
+    "cluster_id",
+    "kubelet_minor",
+    "runtime_line",
+    "pid_namespace",
+    "mechanism",
+    "observed_pid_namespace",
+    "rollback_method",
+    "shared_blocker",
+    "isolated_blocker",
+    "drift",
+)
+
+
+class NodeCount(models.Model):
+    """How many nodes have one combination of the counted columns, kept by the database itself.
+
+    Triggers on the node table (migration ``0007_node_counts``) append the net change of every
+    statement that inserts, deletes or changes a counted column of nodes: rows of +n and -n, never
+    an update of a shared row, so concurrent writers do not queue on a counter. A combination's
+    count is the sum of its rows; :func:`nodes.selectors.node_counts` folds the rows together when
+    they pile up. The overview reads this table, whose size follows the number of distinct
+    combinations (a few hundred), not the number of nodes.
+    """
+
+    cluster_id = models.BigIntegerField()  # no foreign key: a deleted cluster's rows sum to zero
+    kubelet_minor = models.CharField(max_length=16)
+    runtime_line = models.CharField(max_length=16)
+    pid_namespace = models.CharField(max_length=16)
+    mechanism = models.CharField(max_length=16)
+    observed_pid_namespace = models.CharField(max_length=16)
+    rollback_method = models.CharField(max_length=16)
+    shared_blocker = models.CharField(max_length=64)
+    isolated_blocker = models.CharField(max_length=64)
+    drift = models.BooleanField()
+    n = models.IntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["cluster_id"], name="nodecount_cluster")]
+
+    def __str__(self) -> str:
+        return f"{self.cluster_id}: {self.n:+d}"
+
+
 class AuditStatus(models.TextChoices):
     QUEUED = states.QUEUED
     RUNNING = states.RUNNING

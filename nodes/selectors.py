@@ -7,9 +7,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Q, QuerySet
+from django.db import connection, transaction
+from django.db.models import Count, QuerySet, Sum
 
-from .models import Cluster, Node
+from .models import COUNTED_COLUMNS, Cluster, Node, NodeCount
 
 SUMMARY_DIMENSIONS = {
     "by_pid_namespace": "pid_namespace",
@@ -37,20 +38,58 @@ def cluster_named(name: str) -> Cluster | None:
     return Cluster.objects.filter(name=name).first()
 
 
-def fleet_summary(*, nodes: QuerySet[Node] | None = None) -> dict[str, Any]:
-    """Counts of nodes by decided mode, mechanism, observed mode, rollback method and blocker,
-    for the whole fleet and per cluster.
+def node_counts(*, cluster: Cluster | None = None) -> list[dict[str, Any]]:
+    """Nodes per combination of the counted columns (:data:`COUNTED_COLUMNS`), from the counts the
+    database keeps (:class:`NodeCount`): one query over a table as large as the number of
+    combinations, whatever the number of nodes. Rows ``n`` with each combination's columns.
 
-    Two queries whatever the fleet size: one GROUP BY over every dimension at once, one for
-    the clusters' names and plans.
-    """
-    nodes = Node.objects.all() if nodes is None else nodes
-    columns = list(SUMMARY_DIMENSIONS.values())
-    rows = nodes.order_by().values("cluster_id", *columns).annotate(n=Count("id"))
+    When changes have piled up (more than ``COMPACT_AT`` rows read), they are folded into one row
+    per combination, in one statement that concurrent writers do not wait on."""
+    counts = NodeCount.objects.all() if cluster is None else NodeCount.objects.filter(cluster_id=cluster.pk)
+    rows = list(counts.order_by().values(*COUNTED_COLUMNS).annotate(total=Sum("n"), rows=Count("id")))
+    if sum(row["rows"] for row in rows) > COMPACT_AT:
+        node_counts_compact()
+    return [
+        {**{c: row[c] for c in COUNTED_COLUMNS}, "n": row["total"]}
+        for row in rows
+        if row["total"]  # a combination no node has any more
+    ]
+
+
+COMPACT_AT = 2000
+
+
+def node_counts_compact() -> None:
+    """Fold the count rows into one per combination (zero counts dropped). On PostgreSQL one
+    statement deletes the rows it sums, so a change appended meanwhile is kept, not lost; SQLite
+    runs it in a transaction that holds the write lock."""
+    table = NodeCount._meta.db_table
+    cols = ", ".join(COUNTED_COLUMNS)
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"WITH gone AS (DELETE FROM {table} RETURNING {cols}, n) "  # noqa: S608 (names from the model)
+                f"INSERT INTO {table} ({cols}, n) SELECT {cols}, sum(n) FROM gone GROUP BY {cols} HAVING sum(n) <> 0"
+            )
+        else:
+            cursor.execute(f"SELECT coalesce(max(id), 0) FROM {table}")  # noqa: S608
+            (last,) = cursor.fetchone()
+            cursor.execute(
+                f"INSERT INTO {table} ({cols}, n) SELECT {cols}, sum(n) FROM {table} "  # noqa: S608
+                f"WHERE id <= %s GROUP BY {cols} HAVING sum(n) <> 0",
+                [last],
+            )
+            cursor.execute(f"DELETE FROM {table} WHERE id <= %s", [last])  # noqa: S608
+
+
+def fleet_summary(*, cluster: Cluster | None = None, counts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Counts of nodes by decided mode, mechanism, observed mode, rollback method and blocker,
+    for the whole fleet (or one cluster) and per cluster. Two small queries whatever the fleet
+    size: the kept counts (:func:`node_counts`), and the clusters' names and plans."""
     totals: dict[str, Counter] = {key: Counter() for key in SUMMARY_DIMENSIONS}
     per_cluster: dict[int, dict[str, Counter]] = defaultdict(lambda: {key: Counter() for key in SUMMARY_DIMENSIONS})
     cluster_totals: Counter = Counter()
-    for row in rows:
+    for row in node_counts(cluster=cluster) if counts is None else counts:
         n = row["n"]
         cluster_totals[row["cluster_id"]] += n
         for key, column in SUMMARY_DIMENSIONS.items():
@@ -84,31 +123,27 @@ def _version_key(label: str) -> tuple:
     return (1, label)
 
 
-def version_matrix(*, nodes: QuerySet[Node] | None = None) -> dict[str, Any]:
+def version_matrix(*, cluster: Cluster | None = None, counts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Nodes by kubelet release line (rows) and runtime release line (columns), with the decided
-    modes and the number blocked from shared in each cell. One GROUP BY query.
+    modes and the number blocked from shared in each cell, from the kept counts.
 
     Each cell: ``total``, ``modes`` ({mode: count}, largest first), ``mode`` (the largest, for
     its colour), ``blocked`` (nodes that cannot be switched to shared) and ``switchable`` (nodes
     not shared yet that a flag change would make shared).
     """
-    nodes = Node.objects.all() if nodes is None else nodes
-    rows = (
-        nodes.order_by()
-        .values("kubelet_minor", "runtime_line", "pid_namespace")
-        .annotate(n=Count("id"), blocked=Count("id", filter=~Q(shared_blocker="")))
-        .annotate(switchable=Count("id", filter=Q(shared_blocker="") & ~Q(pid_namespace__in=["shared", "unknown"])))
-    )
     cells: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in rows:
+    for row in node_counts(cluster=cluster) if counts is None else counts:
         cell = cells.setdefault(
             (row["kubelet_minor"] or "unknown", row["runtime_line"] or "unknown"),
             {"total": 0, "modes": Counter(), "blocked": 0, "switchable": 0},
         )
-        cell["total"] += row["n"]
-        cell["modes"][row["pid_namespace"]] += row["n"]
-        cell["blocked"] += row["blocked"]
-        cell["switchable"] += row["switchable"]
+        n, mode = row["n"], row["pid_namespace"]
+        cell["total"] += n
+        cell["modes"][mode] += n
+        if row["shared_blocker"]:
+            cell["blocked"] += n
+        elif mode not in ("shared", "unknown"):
+            cell["switchable"] += n
     kubelets = sorted({k for k, _ in cells}, key=_version_key)
     runtimes = sorted({r for _, r in cells}, key=_version_key)
     table = []
@@ -130,21 +165,21 @@ OVERVIEW_CACHE_KEY = "pidns:fleet-overview:v2:{cluster}"
 
 def fleet_overview(*, cluster: Cluster | None = None) -> dict[str, Any]:
     """The overview's aggregation over the fleet, or one cluster: summary, version matrix and
-    drift. Computed by SQL (five queries), and shared by every open overview of the same scope for
-    ``PIDNS_OVERVIEW_CACHE_SECONDS``, so a room of operators watching a 100,000-node fleet costs
-    the database one aggregation per period rather than one per page per refresh."""
+    drift. Computed from the kept counts and the first drifting nodes (three small queries whatever
+    the fleet's size), and shared by every open overview of the same scope for
+    ``PIDNS_OVERVIEW_CACHE_SECONDS``."""
     ttl = settings.PIDNS_OVERVIEW_CACHE_SECONDS
     key = OVERVIEW_CACHE_KEY.format(cluster=cluster.pk if cluster else "all")
     if ttl > 0:
         cached = cache.get(key)
         if cached is not None:
             return cached
-    nodes = Node.objects.filter(cluster=cluster) if cluster else Node.objects.all()
+    counts = node_counts(cluster=cluster)
     drifting = node_list(cluster=cluster).filter(drift=True).order_by("cluster__name", "name")
     data = {
-        "summary": fleet_summary(nodes=nodes),
-        "matrix": version_matrix(nodes=nodes),
-        "drift_count": drifting.count(),
+        "summary": fleet_summary(counts=counts),
+        "matrix": version_matrix(counts=counts),
+        "drift_count": sum(row["n"] for row in counts if row["drift"]),
         "drifting": [
             {"id": n.pk, "cluster": n.cluster.name, "name": n.name, "fields": [d.get("field") for d in n.drift_details]}
             for n in drifting[:20]

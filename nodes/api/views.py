@@ -124,14 +124,13 @@ class FleetSummaryView(APIView):
         responses={200: FleetSummarySerializer},
     )
     def get(self, request):
-        nodes = selectors.node_list()
+        cluster = None
         name = request.query_params.get("cluster")
         if name is not None:
             cluster = selectors.cluster_named(name)
             if cluster is None:
                 raise ValidationError({"cluster": [f"no cluster named {echo(name)}"]})
-            nodes = nodes.filter(cluster=cluster)
-        return Response(selectors.fleet_summary(nodes=nodes))
+        return Response(selectors.fleet_summary(cluster=cluster))
 
 
 class CredentialViewSet(viewsets.ModelViewSet):

@@ -283,6 +283,10 @@ class Fleet(RuleBasedStateMachine):
             assert not late.exists(), list(late.values("id", "written_at", "state"))
 
     @invariant()
+    def kept_counts_match_the_nodes(self):
+        assert_counts_match_nodes()
+
+    @invariant()
     def every_change_has_its_event(self):
         finished = NodeOperation.objects.filter(
             state__in=["succeeded", "failed", "needs-manual"], dispatched_at__isnull=False
@@ -293,6 +297,19 @@ class Fleet(RuleBasedStateMachine):
         assert events.count() >= finished
         actions = AuditEvent.objects.filter(actor="user:model", verb__in=list(transitions.ACTIONS)).count()
         assert actions == self.actions_done
+
+
+def assert_counts_match_nodes() -> None:
+    """The counts the database keeps (the overview's source) equal a GROUP BY over the nodes."""
+    from nodes.models import COUNTED_COLUMNS
+    from nodes.selectors import node_counts
+
+    truth = {
+        tuple(row[c] for c in COUNTED_COLUMNS): row["n"]
+        for row in Node.objects.order_by().values(*COUNTED_COLUMNS).annotate(n=Count("id"))
+    }
+    kept = {tuple(row[c] for c in COUNTED_COLUMNS): row["n"] for row in node_counts()}
+    assert kept == truth
 
 
 def _pods(sim):
