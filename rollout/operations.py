@@ -55,7 +55,7 @@ from nodes.services import node_desire
 
 from .advancer import Handover, hand_over
 from .locks import status_for_write
-from .models import NodeOperation, OperationState
+from .models import NodeOperation, OperationState, Rollout
 from .planning import PID, change_of, plan_node
 from .states import APPLY, FORWARD, NODE_MODES, OPERATION, VERIFY, may_write
 
@@ -199,19 +199,26 @@ def _assign(op: NodeOperation, fields: dict[str, Any]) -> None:
 
 
 class RestartClock:
-    """How long a rollout's nodes take, from the write to the first look that finds them ready
-    (their pods in the new mode, or their kubelet running with the new flags): a moving average per
-    rollout and phase, kept in this worker process. A hint, nothing more: a process that has not
-    seen the rollout yet starts from short waits, and a wrong estimate costs a look or two."""
+    """How long nodes take, from the write to the first look that finds them ready (their pods in
+    the new mode, or their kubelet running with the new flags): a moving average per rollout and
+    phase, kept in this worker process. A rollout this process has not learned yet starts from its
+    cluster's recent operations (the median of the last ``PRIOR_SAMPLE`` that were seen ready,
+    read at most once per ``PRIOR_TTL`` per cluster), so the first wave after a canary does not
+    start from short waits. A hint, nothing more: a wrong estimate costs a look or two."""
 
     KEPT = 1000
+    PRIOR_SAMPLE = 20
+    PRIOR_ROLLOUTS = 5
+    PRIOR_TTL = 60.0
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._seconds: dict[tuple[int, str], float] = {}
+        self._priors: dict[int, tuple[float, float | None]] = {}
 
     def estimate(self, op: NodeOperation) -> float | None:
-        return self._seconds.get((op.rollout_id, op.phase))
+        learned = self._seconds.get((op.rollout_id, op.phase))
+        return learned if learned is not None else self._prior(op.rollout.cluster_id)
 
     def learn(self, op: NodeOperation, seconds: float) -> None:
         key = (op.rollout_id, op.phase)
@@ -220,6 +227,29 @@ class RestartClock:
             self._seconds[key] = seconds if previous is None else 0.7 * previous + 0.3 * seconds
             while len(self._seconds) > self.KEPT:
                 self._seconds.pop(next(iter(self._seconds)))
+
+    def _prior(self, cluster_id: int) -> float | None:
+        now = time.monotonic()
+        cached = self._priors.get(cluster_id)
+        if cached is not None and now - cached[0] < self.PRIOR_TTL:
+            return cached[1]
+        recent = Rollout.objects.filter(cluster_id=cluster_id).order_by("-id").values_list("id", flat=True)
+        seen = sorted(
+            float(seconds)
+            for seconds in NodeOperation.objects.filter(
+                rollout_id__in=list(recent[: self.PRIOR_ROLLOUTS]),
+                state=OperationState.SUCCEEDED,
+                verify_state__has_key="ready_after",
+            )
+            .order_by("-id")
+            .values_list("verify_state__ready_after", flat=True)[: self.PRIOR_SAMPLE]
+        )
+        prior = seen[len(seen) // 2] if seen else None
+        with self._lock:
+            self._priors[cluster_id] = (now, prior)
+            while len(self._priors) > self.KEPT:
+                self._priors.pop(next(iter(self._priors)))
+        return prior
 
 
 restart_clock = RestartClock()
@@ -285,7 +315,7 @@ def _apply(op: NodeOperation, driver: Driver, worker: str) -> _Step:
     if result.changed:
         learned = restart_clock.estimate(op)
         first = FIRST_POLL if learned is None else max(FIRST_POLL, learned)
-        verify_state["delay"] = FIRST_POLL if learned is None else max(FIRST_POLL, learned / 10)
+        verify_state["delay"] = FIRST_POLL if learned is None else max(FIRST_POLL, learned / 20)
     return _Step(
         step=VERIFY,
         wake_in=first,
@@ -379,7 +409,9 @@ def _verify_pods(op: NodeOperation, driver: Driver, state: dict) -> _Step:
             proof = driver.prove(endpoint, poll, expected)
             if proof is not None:
                 _record_verified(op, driver, poll, state)
-                return _Step(action="succeed", fields={"after_flags": op.target_flags, "proof": proof})
+                return _Step(
+                    action="succeed", fields={"after_flags": op.target_flags, "proof": proof, "verify_state": state}
+                )
     now = timezone.now()
     if op.deadline and now >= op.deadline:
         _record_verified(op, driver, poll, state)
@@ -396,25 +428,28 @@ def _verify_pods(op: NodeOperation, driver: Driver, state: dict) -> _Step:
 
 def _ready_after(op: NodeOperation, state: dict) -> None:
     """Teach the clock, the first time this node is seen ready. A node ready at the very first look
-    may have been ready earlier (the look says no more than that): the estimate shrinks a little.
+    may have been ready earlier (the look says no more than that): the estimate shrinks a little
+    (5%), so that nodes that restart faster are found out.
     A node found ready after a miss took about as long as the wait so far."""
     if not (op.written_at and state.get("wrote")) or state.get("ready_seen"):
         return
     state["ready_seen"] = True
     waited = (timezone.now() - op.written_at).total_seconds()
+    state["ready_after"] = round(waited, 3)
     learned = restart_clock.estimate(op)
     if state.get("looks", 0) == 0 and learned is not None:
-        restart_clock.learn(op, min(waited, learned) * 0.8)
+        restart_clock.learn(op, min(waited, learned) * 0.95)
     else:
         restart_clock.learn(op, waited)
 
 
 def _again(op: NodeOperation, state: dict, now) -> _Step:
-    """Look again later: the delay doubles, up to a quarter of the time waited so far (at least
-    ``PIDNS_VERIFY_POLL``), so the number of looks grows with the logarithm of the wait."""
+    """Look again later: the delay doubles, up to half the time waited so far (at least
+    ``PIDNS_VERIFY_POLL``), so the number of looks grows with the logarithm of the wait and a
+    node is seen ready at most half its wait late."""
     wait = float(state.get("delay") or FIRST_POLL)
     waited = (now - op.written_at).total_seconds() if op.written_at else 0.0
-    state.update(delay=min(wait * 2, max(settings.PIDNS_VERIFY_POLL, waited / 4)), looks=state.get("looks", 0) + 1)
+    state.update(delay=min(wait * 2, max(settings.PIDNS_VERIFY_POLL, waited / 2)), looks=state.get("looks", 0) + 1)
     if op.deadline:
         wait = min(wait, max(0.0, (op.deadline - now).total_seconds()))
     return _Step(step=VERIFY, wake_in=wait, fields={"verify_state": state})
@@ -437,7 +472,7 @@ def _verify_kubelet(op: NodeOperation, driver: Driver, state: dict) -> _Step:
         _ready_after(op, state)
         record_reading(Reading(op.node, facts=facts), via=ObservedVia.VERIFY)
         proof = [f"kubelet {facts.kubelet_version} running with {render_args(target) or 'no managed flags'}"]
-        return _Step(action="succeed", fields={"after_flags": op.target_flags, "proof": proof})
+        return _Step(action="succeed", fields={"after_flags": op.target_flags, "proof": proof, "verify_state": state})
     if not facts.kubelet_status and not state.get("wrote"):
         # A node whose kubelet unit records nothing, and nothing was changed: nothing to wait for.
         record_reading(Reading(op.node, facts=facts), via=ObservedVia.VERIFY)

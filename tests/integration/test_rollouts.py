@@ -43,14 +43,14 @@ def sim(run_fleet):
     return make
 
 
-def create(cluster, intent="shared", start=True, **strategy):
+def create(cluster, intent="shared", start=True, selector=None, **strategy):
     rollout = transitions.rollout_create(
         actor="user:test",
         name="r",
         cluster=cluster,
         intent=intent,
         strategy=Strategy(**strategy),
-        selector=strategy.pop("selector", None) or {},
+        selector=selector or {},
     )
     if start:
         rollout = transitions.rollout_start(actor="user:test", rollout=rollout)
@@ -459,3 +459,25 @@ def test_a_node_changed_since_it_was_read_is_read_again_before_writing(sim):
     assert op.before_flags == by_hand
     assert fleet.node("sim", "a").flags() == op.target_flags == {"enable-cri": "true", "experimental-cri": "false"}
     assert NodeObservation.objects.filter(node__name="a", source="preflight").exists()
+
+
+def test_a_slow_kubelet_is_learned_from_the_clusters_last_rollout(sim):
+    """The first look at a node comes when the cluster's recent nodes were first seen ready (the
+    canary's, here), not after a series of short looks: the cost of waiting does not grow with
+    the kubelet's restart time."""
+    fleet, cluster = sim(node_group("slow-{i}", count=2, kubelet_flags=ISOLATED_16, faults={"restart_ms": 1500}))
+    canary = drive(create(cluster, selector={"nodes": ["slow-01"]}))
+    assert canary.status == "succeeded", canary.reason
+    first = canary.operations.get()
+    assert first.verify_state["looks"] >= 3  # nothing to learn from yet: short looks, backing off
+    assert first.verify_state["ready_after"] >= 1.5
+    operations.restart_clock._priors.clear()  # as in another worker process
+    second = create(cluster, selector={"nodes": ["slow-02"]})
+    advancer.rollout_advance(rollout_id=second.pk)
+    op = second.operations.get()
+    outcome = operations.operation_step(operation_id=op.pk, worker="test-worker")  # the apply step
+    assert outcome.operation.step == "verify"
+    assert outcome.wake_in == pytest.approx(first.verify_state["ready_after"], rel=0.01)
+    done = drive(second)
+    assert done.status == "succeeded", done.reason
+    assert done.operations.get().verify_state.get("looks", 0) <= 1
