@@ -215,7 +215,11 @@ class Node(models.Model):
     class Meta:
         ordering = ["cluster_id", "name"]
         constraints = [models.UniqueConstraint(fields=["cluster", "name"], name="node_unique_name_per_cluster")]
-        indexes = [models.Index(fields=["cluster", "pid_namespace"], name="node_cluster_pidns")]
+        indexes = [
+            models.Index(fields=["cluster", "pid_namespace"], name="node_cluster_pidns"),
+            # The overview's first drifting nodes, in order, without reading the others.
+            models.Index(fields=["cluster", "name"], condition=models.Q(drift=True), name="node_drifting"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.cluster_id}/{self.name}"

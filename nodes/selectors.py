@@ -175,7 +175,12 @@ def fleet_overview(*, cluster: Cluster | None = None) -> dict[str, Any]:
         if cached is not None:
             return cached
     counts = node_counts(cluster=cluster)
-    drifting = node_list(cluster=cluster).filter(drift=True).order_by("cluster__name", "name")
+    drifting = (
+        Node.objects.filter(drift=True, **({"cluster": cluster} if cluster else {}))
+        .select_related("cluster")
+        .only("id", "name", "drift_details", "cluster__name")
+        .order_by("cluster__name", "name")
+    )
     data = {
         "summary": fleet_summary(counts=counts),
         "matrix": version_matrix(counts=counts),

@@ -73,5 +73,13 @@ class Command(BaseCommand):
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signal.SIGUSR1, self._report, fleet)
         await stop.wait()
         await fleet.stop()
+
+    def _report(self, fleet: Fleet) -> None:
+        """On SIGUSR1: the Engine API requests served so far, over all nodes (for benchmarks)."""
+        served = sum(front.requests for front in (getattr(node, "front", None) for node in fleet.nodes) if front)
+        self.stdout.write(f"simfleet requests {served}")
+        sys.stdout.flush()
