@@ -2,7 +2,15 @@
 scratch PostgreSQL database. Importing this module changes nothing."""
 
 import os
+import queue
 import random
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 KUBELETS = [
     "v1.5.7",
@@ -67,13 +75,42 @@ def ensure_postgres_database(url: str) -> None:
 
     base, _, name = url.rpartition("/")
     with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time a process has used, from /proc."""
-    from pathlib import Path
-
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class FleetProcess:
+    """The simulated fleet in its own process; counts the Engine API requests it served."""
+
+    def __init__(self, spec_path: Path, env: dict):
+        self.process = subprocess.Popen(  # noqa: S603
+            [sys.executable, str(ROOT / "manage.py"), "simfleet", str(spec_path), "--register", "--sync-interval", "5"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+            env=env,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.put(line.strip())
+
+    def wait_ready(self) -> None:
+        while not self.lines.get(timeout=600).startswith("simfleet ready"):
+            pass
+
+    def requests(self) -> int:
+        self.process.send_signal(signal.SIGUSR1)
+        while True:
+            line = self.lines.get(timeout=30)
+            if line.startswith("simfleet requests "):
+                return int(line.rsplit(" ", 1)[1])

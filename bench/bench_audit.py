@@ -2,7 +2,10 @@
 
 1. Fake engine: N nodes (default 2,000), every request delayed by 50 ms, concurrency 50. The
    floor is N * t_node / concurrency, where t_node is the time to read one node alone (all its
-   requests, each delayed). The fleet runs in its own process, as in production.
+   requests, each delayed). The fleet runs in its own process, as in production. The audit runs
+   twice: read by threads of the audit's process, then by PIDNS_AUDIT_PROCESSES processes (at
+   least 2); each prints its ratio, CPU per node (the audit process and its children) and Engine
+   API requests per node.
 2. Real engine (when a local dockerd answers): time to bring up 20 nodes with 2 pods each, and
    to audit them.
 
@@ -10,8 +13,9 @@ Uses a scratch database (BENCH_DATABASE_URL, else a temporary SQLite file).
 Run: python bench/bench_audit.py [N]
 """
 
+import multiprocessing
 import os
-import subprocess
+import resource
 import sys
 import time
 from pathlib import Path
@@ -28,6 +32,13 @@ LATENCY_MS = 50
 CONCURRENCY = 50
 
 
+def _own_cpu() -> float:
+    """CPU seconds of this process and of its children that have exited (the reading processes)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main(n: int) -> None:
     from bench._fleet import cpu_seconds, ensure_postgres_database
 
@@ -35,8 +46,10 @@ def main(n: int) -> None:
     import django
 
     django.setup()
+    from django.conf import settings
     from django.core.management import call_command
 
+    from bench._fleet import FleetProcess
     from drivers.docker_engine import DockerEngineDriver
     from nodes import audits
     from nodes.models import Node
@@ -52,16 +65,9 @@ def main(n: int) -> None:
         "faults": {"latency_ms": LATENCY_MS},
     }
     spec_path.write_text(yaml.safe_dump({"clusters": [{"name": "bench", "nodes": [group]}]}))
-    fleet = subprocess.Popen(  # noqa: S603
-        [sys.executable, str(ROOT / "manage.py"), "simfleet", str(spec_path), "--register"],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    fleet = FleetProcess(spec_path, dict(os.environ))
     try:
-        for line in fleet.stdout:
-            if line.startswith("simfleet ready"):
-                break
+        fleet.wait_ready()
         one = Node.objects.order_by("name").first()
         driver = DockerEngineDriver()
         started = time.perf_counter()
@@ -69,28 +75,36 @@ def main(n: int) -> None:
         for _ in range(samples):
             driver.facts(audits.endpoint_for(one))
         t_node = (time.perf_counter() - started) / samples
-        audit = audits.audit_create(actor="bench", concurrency=CONCURRENCY)
-        started = time.perf_counter()
-        cpu_started = time.process_time()
-        fleet_cpu_started = cpu_seconds(fleet.pid)
-        result = audits.audit_execute(audit_id=audit.pk)
-        wall = time.perf_counter() - started
-        audit_cpu = time.process_time() - cpu_started
-        fleet_cpu = cpu_seconds(fleet.pid) - fleet_cpu_started
         floor = n * t_node / CONCURRENCY
         print(f"fake engine: {n} nodes, {LATENCY_MS} ms per request, concurrency {CONCURRENCY}")
         print(f"  one node alone: {t_node * 1000:.0f} ms ({t_node * 1000 / LATENCY_MS:.1f} request latencies)")
-        print(
-            f"  audit: {wall:.2f}s for {result.done} nodes ({result.failed} failed); floor {floor:.2f}s; "
-            f"ratio {wall / floor:.2f}"
-        )
-        print(
-            f"  CPU: audit process {audit_cpu:.1f}s, fleet process {fleet_cpu:.1f}s "
-            f"({(audit_cpu + fleet_cpu) / wall:.2f} of {os.cpu_count()} cores busy)"
-        )
+        for processes in (1, max(2, settings.PIDNS_AUDIT_PROCESSES)):
+            settings.PIDNS_AUDIT_PROCESSES = processes
+            audit = audits.audit_create(actor="bench", concurrency=CONCURRENCY)
+            requests_before = fleet.requests()
+            started = time.perf_counter()
+            cpu_started = _own_cpu()
+            fleet_cpu_started = cpu_seconds(fleet.process.pid)
+            result = audits.audit_execute(audit_id=audit.pk)
+            wall = time.perf_counter() - started
+            for child in multiprocessing.active_children():
+                child.join(timeout=30)  # reaped children count in RUSAGE_CHILDREN
+            audit_cpu = _own_cpu() - cpu_started
+            fleet_cpu = cpu_seconds(fleet.process.pid) - fleet_cpu_started
+            requests = fleet.requests() - requests_before
+            how = "threads in the audit's process" if processes == 1 else f"{processes} processes"
+            print(
+                f"  audit read by {how}: {wall:.2f}s for {result.done} nodes ({result.failed} failed); "
+                f"floor {floor:.2f}s; ratio {wall / floor:.2f}"
+            )
+            print(
+                f"    CPU: audit {audit_cpu:.1f}s ({audit_cpu / n * 1000:.1f} ms per node), fleet "
+                f"{fleet_cpu:.1f}s; {(audit_cpu + fleet_cpu) / wall:.2f} of {os.cpu_count()} cores busy; "
+                f"{requests / n:.1f} Engine API requests per node"
+            )
     finally:
-        fleet.terminate()
-        fleet.wait(timeout=30)
+        fleet.process.terminate()
+        fleet.process.wait(timeout=30)
     real_engine()
 
 
