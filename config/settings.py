@@ -335,8 +335,9 @@ PIDNS_AUDIT_MAX_ATTEMPTS = envint("PIDNS_AUDIT_MAX_ATTEMPTS", 3)
 PIDNS_VERIFY_TIMEOUT = float(env("PIDNS_VERIFY_TIMEOUT", "120"))
 PIDNS_VERIFY_POLL = float(env("PIDNS_VERIFY_POLL", "0.5"))
 PIDNS_OPERATION_MAX_ATTEMPTS = envint("PIDNS_OPERATION_MAX_ATTEMPTS", 3)
-# A worker holds an operation only while it runs one step (each engine call has its own timeout).
-PIDNS_OPERATION_LEASE_SECONDS = envint("PIDNS_OPERATION_LEASE_SECONDS", 30)
+# A worker holds an operation only while it runs one step, and renews the lease every third of it
+# while the step runs (rollout.leases): a dead worker's steps are taken over a lease later.
+PIDNS_OPERATION_LEASE_SECONDS = envint("PIDNS_OPERATION_LEASE_SECONDS", 15)
 # A step due this long with no worker on it lost its message: the reconciler sends it again.
 PIDNS_DISPATCH_STALE_SECONDS = envint("PIDNS_DISPATCH_STALE_SECONDS", 5)
 PIDNS_DEFAULT_SECONDS_PER_NODE = float(env("PIDNS_DEFAULT_SECONDS_PER_NODE", "30"))

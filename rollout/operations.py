@@ -54,6 +54,7 @@ from nodes.observations import Reading, record_reading
 from nodes.services import node_desire
 
 from .advancer import Handover, hand_over
+from .leases import lease_keeper
 from .locks import status_for_write
 from .models import NodeOperation, OperationState, Rollout
 from .planning import PID, change_of, plan_node
@@ -133,7 +134,8 @@ def operation_run_claimed(op: NodeOperation, *, worker: str, driver: Driver | No
     driver = driver or default_driver()
     started = op.step
     try:
-        result = STEPS[op.step](op, driver, worker)
+        with lease_keeper.holding(op.pk, worker):
+            result = STEPS[op.step](op, driver, worker)
     except DriverError as exc:
         result = _on_driver_error(op, exc)
     except Exception as exc:

@@ -481,3 +481,42 @@ def test_a_slow_kubelet_is_learned_from_the_clusters_last_rollout(sim):
     done = drive(second)
     assert done.status == "succeeded", done.reason
     assert done.operations.get().verify_state.get("looks", 0) <= 1
+
+
+def test_a_step_longer_than_the_lease_keeps_it_while_it_runs(sim, settings):
+    """Leases are short so that a dead worker's step is taken over soon; a live worker whose step
+    waits on a slow engine renews its lease, and no other worker takes the operation meanwhile."""
+    import time
+
+    from django.db import connection
+
+    settings.PIDNS_OPERATION_LEASE_SECONDS = 1
+    fleet, cluster = sim(node_group("n-{i}", count=1, kubelet_flags=ISOLATED_16))
+    rollout = create(cluster)
+    advancer.rollout_advance(rollout_id=rollout.pk)
+    op = rollout.operations.get()
+
+    class SlowEngine(DockerEngineDriver):
+        def apply(self, *args, **kwargs):
+            time.sleep(2.5)  # an engine slower than the lease, within its own timeout
+            return super().apply(*args, **kwargs)
+
+    taken = []
+
+    def another_worker():
+        try:
+            deadline = time.monotonic() + 2.4
+            while time.monotonic() < deadline and not taken:
+                if operations.operation_claim(operation_id=op.pk, worker="other") is not None:
+                    taken.append(time.monotonic())
+                time.sleep(0.1)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=another_worker)
+    thread.start()
+    outcome = operations.operation_step(operation_id=op.pk, worker="slow", driver=SlowEngine())
+    thread.join()
+    assert not taken, "another worker took an operation whose step was still running"
+    assert outcome is not None and outcome.operation.step == "verify"
+    assert operations.lease_keeper.held() == []
