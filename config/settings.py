@@ -6,11 +6,13 @@ server. Production sets ``DATABASE_URL`` (PostgreSQL), ``CELERY_BROKER_URL`` (Re
 """
 
 import contextlib
+import ipaddress
 import os
 import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -376,3 +378,19 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Prometheus metrics at /metrics (core.metrics): scraped with a bearer token, or from allowed
+# addresses; off (403) when neither is set.
+PIDNS_METRICS_TOKEN = env("PIDNS_METRICS_TOKEN")
+try:
+    PIDNS_METRICS_ALLOW_NETWORKS = [
+        ipaddress.ip_network(item, strict=False) for item in envlist("PIDNS_METRICS_ALLOW_IPS", "")
+    ]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"PIDNS_METRICS_ALLOW_IPS: {exc}") from None
+PIDNS_METRICS_COLLECTORS = [
+    "nodes.metrics.InventoryCollector",
+    "rollout.metrics.RolloutCollector",
+    "core.metrics.BrokerCollector",
+]
+PIDNS_METRICS_QUEUES = envlist("PIDNS_METRICS_QUEUES", "celery")
