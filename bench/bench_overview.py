@@ -136,6 +136,12 @@ def main(n: int) -> None:
         f"aggregation from the kept counts ({NodeCount.objects.count()} rows): {t_aggregation * 1000:.1f} ms; "
         f"the same counts by GROUP BY over the {n} nodes: {t_group_by * 1000:.1f} ms"
     )
+    from nodes.models import Cluster
+    from nodes.whatif import Change, whatif
+
+    biggest = max(Cluster.objects.all(), key=lambda c: c.nodes.count())
+    t_whatif = median_seconds(lambda: whatif(biggest, Change(kubelet_version="v1.8.0", plan="upstream")))
+    print(f"what-if over cluster {biggest.name} ({biggest.nodes.count()} nodes): {t_whatif * 1000:.1f} ms")
     print(f"overview: {len(statements)} queries; median of {RUNS} runs each")
     print(f"SQL alone:        {t_sql * 1000:8.1f} ms")
     print(f"whole page:       {t_page * 1000:8.1f} ms  ratio {t_page / t_sql:.2f}x")

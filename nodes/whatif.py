@@ -1,8 +1,9 @@
 """What-if: the decisions a cluster's nodes would get after a hypothetical change (kubelet upgrade,
 Docker upgrade, another plan). Computed from the inventory, never written.
 
-``hypothetical`` and ``compare`` are pure; ``whatif`` reads the cluster's nodes in one query and
-decides each distinct set of facts once, so a 100,000-node cluster costs one pass over its rows.
+``hypothetical`` and ``compare`` are pure; ``whatif`` counts the cluster's nodes by their facts in
+SQL and decides each distinct set once, so its decisions cost what the distinct facts cost, not
+what the nodes do; listing the first nodes of each category reads nodes only until the lists fill.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from django.db.models import Count
 
 from gates.plans import PLANS
 from gates.policy import SHARED, Decision
@@ -148,36 +151,56 @@ class WhatIf:
     undecided_count: int = 0
 
 
+CATEGORIES = ("changed", "lose_rollback", "blocked")
+
+
 def whatif(cluster: Cluster, change: Change) -> WhatIf:
     """Which of the cluster's nodes would change mode, lose automatic rollback, or be blocked from
-    shared after ``change``. One query; each distinct set of facts is decided once."""
+    shared after ``change``. The nodes are counted by their facts in SQL and each distinct set of
+    facts is decided once; the nodes listed per category (the first ``LISTED`` by name) come from
+    a walk over the nodes in name order that stops as soon as every list is full."""
     result = WhatIf(cluster=cluster.name, plan=change.plan or cluster.plan, change=change.describe(cluster.plan))
-    cache: dict[str, Outcome] = {}
-    rows = Node.objects.filter(cluster=cluster).order_by("name").values_list("id", "name", *FACT_FIELDS)
-    for node_id, name, *values in rows.iterator(chunk_size=5000):
-        facts = facts_of(dict(zip(FACT_FIELDS, values, strict=True)))
-        key = json.dumps(facts, sort_keys=True)
-        outcome = cache.get(key)
-        if outcome is None:
-            outcome = cache[key] = compare(facts, cluster.plan, change)
-        result.total += 1
+    nodes = Node.objects.filter(cluster=cluster)
+    decided: dict[tuple, tuple[Outcome, tuple[str, ...]]] = {}
+    for group in nodes.order_by().values(*FACT_FIELDS).annotate(n=Count("id")):
+        n = group.pop("n")
+        outcome = compare(facts_of(group), cluster.plan, change)
+        result.total += n
         if outcome.mode_before == "unknown" and outcome.mode_after == "unknown":
-            result.undecided_count += 1
+            result.undecided_count += n
             continue
-        node = {"id": node_id, "name": name, "outcome": outcome}
+        categories = []
         if outcome.mode_before != outcome.mode_after:
-            result.changed_count += 1
+            result.changed_count += n
             label = f"{outcome.mode_before} → {outcome.mode_after}"
-            result.mode_changes[label] = result.mode_changes.get(label, 0) + 1
-            if len(result.changed) < LISTED:
-                result.changed.append(node)
+            result.mode_changes[label] = result.mode_changes.get(label, 0) + n
+            categories.append("changed")
         if outcome.loses_rollback:
-            result.lose_rollback_count += 1
-            if len(result.lose_rollback) < LISTED:
-                result.lose_rollback.append(node)
+            result.lose_rollback_count += n
+            categories.append("lose_rollback")
         if outcome.blocker_after:
-            result.blocked_count += 1
-            result.newly_blocked_count += not outcome.blocker_before
-            if len(result.blocked) < LISTED:
-                result.blocked.append(node)
+            result.blocked_count += n
+            result.newly_blocked_count += n if not outcome.blocker_before else 0
+            categories.append("blocked")
+        if categories:
+            decided[_key([group[name] for name in FACT_FIELDS])] = (outcome, tuple(categories))
+    wanted = {category: min(LISTED, getattr(result, f"{category}_count")) for category in CATEGORIES}
+    if any(wanted.values()):
+        rows = nodes.order_by("name").values_list("id", "name", *FACT_FIELDS)
+        for node_id, name, *values in rows.iterator(chunk_size=2000):
+            found = decided.get(_key(values))
+            if found is None:
+                continue
+            outcome, categories = found
+            for category in categories:
+                listed = getattr(result, category)
+                if len(listed) < wanted[category]:
+                    listed.append({"id": node_id, "name": name, "outcome": outcome})
+            if all(len(getattr(result, category)) >= wanted[category] for category in CATEGORIES):
+                break
     return result
+
+
+def _key(values: list[Any]) -> tuple:
+    """A hashable key of one node's facts, in ``FACT_FIELDS`` order (flags as sorted JSON)."""
+    return tuple(json.dumps(value, sort_keys=True) if isinstance(value, dict) else value for value in values)
