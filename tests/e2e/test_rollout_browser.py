@@ -91,6 +91,12 @@ def test_operator_plans_starts_pauses_resumes_and_watches_a_rollout_live(
     page.get_by_role("button", name="Resume").click()
     page.get_by_text("resume: the rollout is now running.").wait_for()
     page.evaluate("window.sameDocument = true")
+    # A keyboard user on Pause keeps the focus there while the page refreshes itself.
+    page.get_by_role("button", name="Pause").focus()
+    before = page.locator("#live").get_attribute("data-fingerprint")
+    page.wait_for_function("f => document.querySelector('#live').dataset.fingerprint !== f", arg=before, timeout=30_000)
+    assert page.evaluate("document.activeElement.id") == "action-pause"
+    assert page.evaluate("document.activeElement.isConnected") is True
     status = page.get_by_test_id("status")
     status.filter(has_text="succeeded").wait_for(timeout=60_000)
     assert page.evaluate("window.sameDocument") is True  # the status arrived through htmx, not a reload

@@ -303,7 +303,7 @@ def test_rollout_operations_filter_by_state_and_the_live_part_keeps_the_filter(r
     NodeOperation.objects.filter(rollout=rollout, node__name="b").update(state="failed", error_code="unreachable")
     client = signed_in("viewer")
     page = client.get(f"/rollouts/{rollout.pk}/?state=failed").content.decode()
-    assert "all (3)" in page and 'href="?state=failed" aria-current="true">failed (1)' in page
+    assert "all (3)" in page and 'href="?state=failed" id="ops-failed" aria-current="true">failed (1)' in page
     assert ">b</a>" in page and ">a</a>" not in page and ">c</a>" not in page
     assert "&amp;state=failed" in page.split('hx-get="')[1].split('"')[0]
     everything = client.get(f"/rollouts/{rollout.pk}/?state=exploded").content.decode()
