@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Sum
 from django.db.models.fields.json import KeyTransform
 
 from core.catalog import catalog
@@ -49,11 +49,14 @@ _FORWARD = Q(operations__phase=FORWARD) & ~Q(
 
 
 def rollouts_with_counts(queryset: QuerySet) -> QuerySet:
-    """Rollouts with ``ops_total``, ``ops_done`` and ``ops_failed`` counted in SQL."""
+    """Rollouts with ``ops_total``, ``ops_done``, ``ops_failed`` and ``ops_cancelled`` counted in
+    SQL, and ``changed_any`` (whether any node was changed: what a rollback would undo)."""
     return queryset.annotate(
         ops_total=Count("operations", filter=_FORWARD),
         ops_done=Count("operations", filter=_FORWARD & Q(operations__state__in=OPERATION_FINAL_STATES)),
         ops_failed=Count("operations", filter=_FORWARD & Q(operations__state=OperationState.FAILED)),
+        ops_cancelled=Count("operations", filter=_FORWARD & Q(operations__state=OperationState.CANCELLED)),
+        changed_any=Exists(NodeOperation.objects.filter(rollout=OuterRef("pk"), phase=FORWARD, changed=True)),
     )
 
 

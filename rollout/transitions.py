@@ -234,9 +234,31 @@ def rollout_rollback(*, actor: str, rollout: Rollout, reason: str = "") -> Rollo
         reason=reason or f"rollback requested by {actor}",
         finished_at=None,
     )
+    # Checked once the rollout is rolling back: no write can start any more, and one that was
+    # under way has committed (it held the rollout's row), so the answer is final.
+    if not changed_any(rollout):
+        raise RolloutConflict({"status": ["nothing to roll back: this rollout changed no node (abort stops it)"]})
     cancel_unstarted(rollout, FORWARD)
     create_rollback_operations(rollout)
     return rollout
+
+
+def changed_any(rollout: Rollout) -> bool:
+    """Whether the rollout wrote (or was committed to write) to any node: what a rollback undoes.
+    Read from ``rollout.changed_any`` when the query annotated it (lists), else asked."""
+    known = getattr(rollout, "changed_any", None)
+    if known is not None:
+        return bool(known)
+    return rollout.operations.filter(phase=FORWARD, changed=True).exists()
+
+
+def rollout_actions(rollout: Rollout) -> list[str]:
+    """The actions the rollout offers: those its status allows in the table, without a rollback
+    when it changed no node (there would be nothing to undo)."""
+    actions = ROLLOUT.actions_from(rollout.status)
+    if "rollback" in actions and not changed_any(rollout):
+        actions = [action for action in actions if action != "rollback"]
+    return actions
 
 
 # The operator's actions, by name, for the API, the dashboard and the command. Which of them a

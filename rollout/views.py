@@ -139,7 +139,7 @@ class RolloutDetailPage(ViewerPage):
                     "-created_at", "-id"
                 )[:100]
             ),
-            actions=[(a, DESTRUCTIVE.get(a, "")) for a in ROLLOUT.actions_from(rollout.status)] if can_act else [],
+            actions=[(a, DESTRUCTIVE.get(a, "")) for a in transitions.rollout_actions(rollout)] if can_act else [],
         )
         return context
 

@@ -9,8 +9,8 @@ from nodes.models import Cluster
 
 from ..models import ROLLOUT_INTENTS, ROLLOUT_KINDS, NodeOperation, Rollout
 from ..planning import GATES, PID, Change
-from ..states import ROLLOUT
 from ..strategy import Strategy, StrategyError, Window, parse_batch
+from ..transitions import rollout_actions
 
 
 class SelectorSerializer(serializers.Serializer):
@@ -227,7 +227,7 @@ class RolloutSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_actions(self, rollout) -> list[str]:
-        return ROLLOUT.actions_from(rollout.status)
+        return rollout_actions(rollout)
 
     def get_progress(self, rollout) -> int:
         total = getattr(rollout, "ops_total", 0)

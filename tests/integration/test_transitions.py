@@ -32,6 +32,7 @@ def rollout(make_cluster, make_node):
 @pytest.mark.parametrize("action", list(transitions.ACTIONS))
 def test_every_operator_action_from_every_status(rollout, status, action, admin):
     Rollout.objects.filter(pk=rollout.pk).update(status=status)
+    rollout.operations.update(changed=True)  # it wrote to its node: a rollback has something to undo
     rollout.refresh_from_db()
     events = AuditEvent.objects.count()
     if ROLLOUT.allowed(status, action):
@@ -46,6 +47,26 @@ def test_every_operator_action_from_every_status(rollout, status, action, admin)
     # The API offers exactly what the table allows.
     answer = admin.get(f"/api/v1/rollouts/{rollout.pk}/").json()
     assert answer["actions"] == ROLLOUT.actions_from(answer["status"])
+
+
+@pytest.mark.parametrize("status", [s for s in ROLLOUT_STATES if ROLLOUT.allowed(s, "rollback")])
+def test_a_rollout_that_changed_no_node_offers_no_rollback_and_refuses_one(rollout, status, admin):
+    """An abort before any write (or a rollout that skipped every node) leaves nothing to undo:
+    no Rollback is offered, and asking anyway is a 409 that says so, with nothing written."""
+    Rollout.objects.filter(pk=rollout.pk).update(status=status)
+    rollout.refresh_from_db()
+    events = AuditEvent.objects.count()
+    answer = admin.get(f"/api/v1/rollouts/{rollout.pk}/").json()
+    assert "rollback" not in answer["actions"]
+    assert answer["actions"] == [a for a in ROLLOUT.actions_from(status) if a != "rollback"]
+    listed = next(r for r in admin.get("/api/v1/rollouts/").json()["results"] if r["id"] == rollout.pk)
+    assert listed["actions"] == answer["actions"]
+    refused = admin.post(f"/api/v1/rollouts/{rollout.pk}/rollback/")
+    assert refused.status_code == 409
+    assert refused.json() == {"status": ["nothing to roll back: this rollout changed no node (abort stops it)"]}
+    rollout.refresh_from_db()
+    assert rollout.status == status and AuditEvent.objects.count() == events
+    assert not rollout.operations.filter(phase="rollback").exists()
 
 
 @pytest.mark.django_db(transaction=True)
