@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Sum
+from django.db.models import Avg, Count, Exists, Max, OuterRef, Q, QuerySet, Sum
 from django.db.models.fields.json import KeyTransform
 
 from core.catalog import catalog
@@ -123,10 +123,29 @@ class Progress:
     total: int
     failed: int
     in_flight: int
+    cancelled: int = 0
 
     @property
     def percent(self) -> int:
         return 100 * self.finished // self.total if self.total else 100
+
+    @property
+    def done(self) -> int:
+        """Finished as intended (succeeded or skipped): neither failed nor cancelled."""
+        return self.finished - self.failed - self.cancelled
+
+    def share(self, n: int) -> float:
+        """``n`` as a percentage of the total, for the bar's segments."""
+        return round(100 * n / self.total, 2) if self.total else 0.0
+
+    @property
+    def segments(self) -> list[tuple[str, float]]:
+        """The bar's parts in the order of its legend: done, failed, cancelled."""
+        return [
+            (kind, self.share(n))
+            for kind, n in (("done", self.done), ("failed", self.failed), ("cancelled", self.cancelled))
+            if n
+        ]
 
 
 def progress_of(states: dict[str, int]) -> Progress:
@@ -136,6 +155,7 @@ def progress_of(states: dict[str, int]) -> Progress:
         total=sum(states.values()),
         failed=states.get(OperationState.FAILED, 0),
         in_flight=sum(states.get(s, 0) for s in OPERATION_ACTIVE_STATES),
+        cancelled=states.get(OperationState.CANCELLED, 0),
     )
 
 
@@ -155,8 +175,20 @@ def target_nodes(*, cluster: Cluster, selector: dict[str, Any]) -> list[Node]:
     return list(nodes.order_by("name"))
 
 
-def seconds_per_node(cluster: Cluster) -> float:
-    """The mean duration of the cluster's last 100 successful operations, or the default."""
+def rollout_pace(rollout: Rollout) -> float | None:
+    """The mean duration of the rollout's own successful operations so far, or None."""
+    mean = rollout.operations.filter(
+        state=OperationState.SUCCEEDED, duration_seconds__isnull=False, phase=FORWARD
+    ).aggregate(mean=Avg("duration_seconds"))["mean"]
+    return float(mean) if mean is not None else None
+
+
+_DEFAULT = object()
+
+
+def seconds_per_node(cluster: Cluster, default: Any = _DEFAULT) -> float | None:
+    """The mean duration of the cluster's last 100 successful operations, or ``default``
+    (``PIDNS_DEFAULT_SECONDS_PER_NODE`` unless given)."""
     recent = (
         NodeOperation.objects.filter(
             node__cluster=cluster, state=OperationState.SUCCEEDED, duration_seconds__isnull=False
@@ -165,7 +197,9 @@ def seconds_per_node(cluster: Cluster) -> float:
         .values_list("duration_seconds", flat=True)[:100]
     )
     values = list(recent)
-    return sum(values) / len(values) if values else settings.PIDNS_DEFAULT_SECONDS_PER_NODE
+    if values:
+        return sum(values) / len(values)
+    return settings.PIDNS_DEFAULT_SECONDS_PER_NODE if default is _DEFAULT else default
 
 
 def rollout_preview(*, cluster: Cluster, selector: dict, change: Change, strategy: Strategy) -> dict[str, Any]:

@@ -35,6 +35,8 @@ DESTRUCTIVE = {
     "abort": ROLLOUT["abort"].description[0].upper() + ROLLOUT["abort"].description[1:] + ".",
     "rollback": "Every node this rollout changed returns to its previous kubelet flags.",
 }
+# How the action buttons look: the way forward stands out, and what cannot be taken back is marked.
+ACTION_STYLES = {"start": "go", "resume": "go", "approve": "go", "abort": "danger", "rollback": "danger"}
 # A rollout page lists at most this many operations (the waves table counts them all).
 OPERATIONS_SHOWN = 500
 
@@ -96,6 +98,25 @@ class RolloutDetailPage(ViewerPage):
         )
         return self.render_to_response(context)
 
+    @staticmethod
+    def _time_left(rollout, progress, waves) -> str:
+        """Remaining operations at the rollout's width and its own pace so far (else its cluster's
+        recent pace), plus the soaks to come. Said in words; none before any pace is known."""
+        remaining = progress.total - progress.finished
+        if rollout.status != "running" or not remaining:
+            return ""
+        per_node = selectors.rollout_pace(rollout) or selectors.seconds_per_node(rollout.cluster, default=None)
+        if per_node is None:
+            return "time left: estimated once the first node finishes"
+        soaks = max(0, len(waves) - rollout.current_wave - 1)
+        seconds = math.ceil(remaining / max(1, rollout.max_unavailable)) * per_node + rollout.soak_seconds * soaks
+        pending = f"{remaining} node{'s' if remaining != 1 else ''} to go"
+        if seconds < 1:
+            return f"{pending}, less than a second left"
+        if seconds < 90:
+            return f"{pending}, about {math.ceil(seconds)} s left"
+        return f"{pending}, about {math.ceil(seconds / 60)} min left"
+
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         rollout = kwargs["rollout"]
@@ -104,13 +125,7 @@ class RolloutDetailPage(ViewerPage):
         back = progress_of(counts["rollback"])
         can_act = has_role(self.request.user, OPERATOR)
         waves = selectors.rollout_waves(rollout)
-        remaining = progress.total - progress.finished
-        eta = None
-        if rollout.status == "running" and remaining:
-            # Remaining operations at the rollout's width, at the cluster's measured pace, plus soaks.
-            per_node = selectors.seconds_per_node(rollout.cluster)
-            soaks = max(0, len(waves) - rollout.current_wave - 1)
-            eta = math.ceil(remaining / max(1, rollout.max_unavailable)) * per_node + rollout.soak_seconds * soaks
+        eta = self._time_left(rollout, progress, waves)
         # Operations by state (both phases; the ones skipped at creation count as skipped), to filter the table.
         state_counts: dict[str, int] = {}
         for phase in ("forward", "rollback"):
@@ -122,7 +137,7 @@ class RolloutDetailPage(ViewerPage):
         if kwargs["state"]:
             operations = operations.filter(state=kwargs["state"])
         context.update(
-            eta_seconds=eta,
+            eta=eta,
             counts=counts,
             progress=progress,
             back=back,
@@ -139,7 +154,11 @@ class RolloutDetailPage(ViewerPage):
                     "-created_at", "-id"
                 )[:100]
             ),
-            actions=[(a, DESTRUCTIVE.get(a, "")) for a in transitions.rollout_actions(rollout)] if can_act else [],
+            actions=[
+                (a, DESTRUCTIVE.get(a, ""), ACTION_STYLES.get(a, "")) for a in transitions.rollout_actions(rollout)
+            ]
+            if can_act
+            else [],
         )
         return context
 

@@ -97,6 +97,11 @@ def test_operator_plans_starts_pauses_resumes_and_watches_a_rollout_live(
     page.wait_for_function("f => document.querySelector('#live').dataset.fingerprint !== f", arg=before, timeout=30_000)
     assert page.evaluate("document.activeElement.id") == "action-pause"
     assert page.evaluate("document.activeElement.isConnected") is True
+    # What cannot be taken back does not look like the rest.
+    look = "b => [getComputedStyle(b).color, getComputedStyle(b).borderColor, getComputedStyle(b).fontWeight]"
+    assert page.get_by_role("button", name="Abort").evaluate(look) != page.get_by_role("button", name="Pause").evaluate(
+        look
+    )
     status = page.get_by_test_id("status")
     status.filter(has_text="succeeded").wait_for(timeout=60_000)
     assert page.evaluate("window.sameDocument") is True  # the status arrived through htmx, not a reload

@@ -1,14 +1,13 @@
 """Rollout pages: viewers read, operators act (server-side check, CSRF), destructive actions confirm."""
 
 import pytest
-from django.conf import settings
 from django.test import Client
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from rollout import transitions as services
-from rollout.models import Rollout
+from rollout.models import NodeOperation, Rollout
 from rollout.strategy import Strategy
 from tests.integration.test_dashboard import signed_in
 
@@ -87,11 +86,22 @@ def test_live_part_answers_204_until_something_changes(rollout):
     body = changed.content.decode()
     assert changed.status_code == 200 and body.startswith('<div id="live"') and "<html" not in body
     assert 'data-testid="status">running</strong>' in body and 'hx-trigger="every 1s"' in body
-    # 3 operations, 5 at once, at the default pace per node while nothing has been measured
-    assert f"about {settings.PIDNS_DEFAULT_SECONDS_PER_NODE:.0f} s left" in body
+    # Nothing measured yet, in this rollout or in its cluster: no guess.
+    assert "time left: estimated once the first node finishes" in body
+    first = rollout.operations.filter(phase="forward").order_by("id").first()
+    NodeOperation.objects.filter(pk=first.pk).update(state="succeeded", duration_seconds=2.0)
+    body = client.get(f"/rollouts/{rollout.pk}/", headers=htmx).content.decode()
+    # 2 operations to go, 5 at once, at this rollout's own pace (2 s a node).
+    assert "2 nodes to go, about 2 s left" in body
+    NodeOperation.objects.filter(pk=first.pk).update(duration_seconds=0.2)
+    body = client.get(f"/rollouts/{rollout.pk}/", headers=htmx).content.decode()
+    assert "2 nodes to go, less than a second left" in body
     services.rollout_abort(actor="user:test", rollout=Rollout.objects.get(pk=rollout.pk))
     final = client.get(f"/rollouts/{rollout.pk}/", headers=htmx).content.decode()
     assert "aborted" in final and "hx-trigger" not in final  # a finished rollout stops polling
+    # Aborted before any write: cancelled, said and drawn apart from done, and nothing to roll back.
+    assert "(1 done, " in final and '<span class="cancelled">2 cancelled</span>' in final
+    assert 'class="bar-cancelled"' in final and "Rollback" not in final
 
 
 def test_rollout_list_and_detail_count_the_same_operations(make_cluster, make_node):
