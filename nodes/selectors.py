@@ -115,7 +115,7 @@ def fleet_summary(*, cluster: Cluster | None = None, counts: list[dict[str, Any]
     }
 
 
-def _version_key(label: str) -> tuple:
+def version_key(label: str) -> tuple:
     """Sort key for release lines (``1.6`` < ``1.10`` < ``17.03``); names after numbers."""
     parts = label.split(".")
     if label and all(p.isdigit() for p in parts):
@@ -144,8 +144,8 @@ def version_matrix(*, cluster: Cluster | None = None, counts: list[dict[str, Any
             cell["blocked"] += n
         elif mode not in ("shared", "unknown"):
             cell["switchable"] += n
-    kubelets = sorted({k for k, _ in cells}, key=_version_key)
-    runtimes = sorted({r for _, r in cells}, key=_version_key)
+    kubelets = sorted({k for k, _ in cells}, key=version_key)
+    runtimes = sorted({r for _, r in cells}, key=version_key)
     table = []
     for kubelet in kubelets:
         row_cells = []
@@ -156,7 +156,7 @@ def version_matrix(*, cluster: Cluster | None = None, counts: list[dict[str, Any
                 cell = {**cell, "modes": dict(modes), "mode": modes[0][0]}
             row_cells.append({"runtime": runtime, "cell": cell})
         table.append({"kubelet": kubelet, "cells": row_cells})
-    columns = [{"key": r, "label": f"Docker {r}" if _version_key(r)[0] == 0 else r} for r in runtimes]
+    columns = [{"key": r, "label": f"Docker {r}" if version_key(r)[0] == 0 else r} for r in runtimes]
     return {"kubelets": kubelets, "runtimes": runtimes, "columns": columns, "rows": table}
 
 

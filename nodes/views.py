@@ -27,7 +27,7 @@ from rollout.models import ROLLOUT_ACTIVE_STATES, NodeOperation, Rollout
 from rollout.selectors import fingerprint, rollouts_with_counts
 
 from . import audits, selectors
-from .api.filters import NodeFilter
+from .api.filters import NodeFilter, kubelet_line_of, runtime_line_of
 from .charts import gate_strip, stacked_bar
 from .decisions import expected_mode, node_decision
 from .models import AUDIT_ACTIVE_STATES, Audit, Cluster, NodeObservation
@@ -110,8 +110,24 @@ class NodeListPage(ViewerPage):
             ordering, key = "name", "name"
         column = f"-{key}" if ordering.startswith("-") else key
         nodes = nodes.order_by("cluster__name", column, "name")
-        context.update(filterset=filterset, ordering=ordering, **self.paged(nodes))
+        context.update(filterset=filterset, ordering=ordering, **self.paged(nodes), **self._choices())
         return context
+
+    def _choices(self) -> dict:
+        """What the filters offer: the clusters and the release lines the fleet has (from the kept
+        counts), each with the one chosen, so that a filter is picked rather than typed."""
+        counts = selectors.node_counts()
+        kubelets = sorted({row["kubelet_minor"] for row in counts if row["kubelet_minor"]}, key=selectors.version_key)
+        runtimes = sorted({row["runtime_line"] for row in counts if row["runtime_line"]}, key=selectors.version_key)
+        get = self.request.GET
+        return {
+            "cluster_names": list(Cluster.objects.order_by("name").values_list("name", flat=True)),
+            "kubelet_lines": kubelets,
+            "runtime_lines": runtimes,
+            "chosen_kubelet": kubelet_line_of(get.get("kubelet_minor", "")),
+            "chosen_runtime": runtime_line_of(get.get("runtime_line", "")),
+            "chosen_cluster": get.get("cluster", ""),
+        }
 
 
 class NodeDetailPage(ViewerPage):

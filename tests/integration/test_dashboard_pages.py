@@ -9,7 +9,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from core.models import AuditEvent
-from nodes import selectors
+from nodes import selectors, services
 from nodes.decisions import runtime_line
 from nodes.models import Audit, Node
 from tests.integration.test_dashboard import signed_in, two_clusters
@@ -267,3 +267,28 @@ def test_overview_scoped_to_one_cluster(fleet, settings):
     unknown = client.get("/?cluster=nowhere").content.decode()
     assert "no cluster named &#x27;nowhere&#x27;; showing the whole fleet" in unknown
     assert "5 nodes by decided PID namespace" in unknown
+
+
+def test_node_filters_are_picked_from_what_the_fleet_has_and_read_as_shown(fleet):
+    """Cluster and release lines are chosen from lists of what exists (no typing a name that finds
+    nothing silently); a line written as the table shows it (v1.6) or as a version finds the same
+    nodes; the node page shows its labels, each a link to the nodes that share it."""
+    import re
+
+    client = signed_in("viewer")
+    page = client.get("/nodes/").content.decode()
+    clusters = re.search(r'<select id="f-cluster" name="cluster">(.*?)</select>', page).group(1)
+    assert '<option value="east">east</option>' in clusters and '<option value="west">west</option>' in clusters
+    lines = re.search(r'<select id="f-minor" name="kubelet_minor">(.*?)</select>', page).group(1)
+    assert re.findall(r'<option value="([^"]+)"', lines) == ["1.6", "1.7", "1.8"]
+    shown = client.get("/nodes/?kubelet_minor=v1.6&cluster=EAST").content.decode()
+    typed = client.get("/nodes/?kubelet_minor=1.6&cluster=east").content.decode()
+    names = lambda body: re.findall(r'<th scope="row"><a href="/nodes/\d+/">([^<]+)</a>', body)  # noqa: E731
+    assert names(shown) == names(typed) and names(typed)
+    assert '<option value="1.6" selected>v1.6</option>' in shown  # the filter shows what it applied
+    node = Node.objects.filter(cluster__name="east").first()
+    services.node_update(actor="test", node=node, labels={"pool": "gpu"})
+    detail = client.get(f"/nodes/{node.pk}/").content.decode()
+    assert "<code>pool=gpu</code>" in detail and "label=pool%3Dgpu" in detail
+    by_label = client.get("/nodes/?label=pool=gpu").content.decode()
+    assert names(by_label) == [node.name]
