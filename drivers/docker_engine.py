@@ -16,6 +16,7 @@ import hashlib
 import ipaddress
 import logging
 import os
+import re
 import shutil
 import ssl
 import tempfile
@@ -191,7 +192,7 @@ class DockerEngineDriver:
             raise
         except requests.exceptions.SSLError as exc:
             self._forget(endpoint)
-            raise DriverError(ErrorCode.TLS, f"TLS with {url} failed: {_short(exc)}") from None
+            raise DriverError(ErrorCode.TLS, f"TLS with {url} failed: {_reason(exc)}") from None
         except (requests.exceptions.Timeout, TimeoutError) as exc:
             self._forget(endpoint)
             raise DriverError(
@@ -201,7 +202,7 @@ class DockerEngineDriver:
             self._forget(endpoint)
             if "timed out" in str(exc).lower():
                 raise DriverError(ErrorCode.TIMEOUT, f"{url} did not answer within {endpoint.timeout:g}s") from None
-            raise DriverError(ErrorCode.UNREACHABLE, f"cannot connect to {url}: {_short(exc)}") from None
+            raise DriverError(ErrorCode.UNREACHABLE, f"cannot connect to {url}: {_reason(exc)}") from None
         except APIError as exc:
             message = exc.explanation if isinstance(exc.explanation, str) else str(exc)
             if "too new" in message or "Maximum supported API version" in message:
@@ -493,6 +494,24 @@ def kubelet_args(text: str) -> dict[str, str]:
             except DropinError:
                 return {}
     return {}
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^\"'()]+)")
+_TLS_REASON = re.compile(r"\[SSL: ([A-Z_]+)\][^\"'()]*")
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a connection failed, in the words of the system call or of TLS ("connection refused",
+    "name or service not known", "CERTIFICATE_VERIFY_FAILED: ..."), not the HTTP library's chain
+    of wrappers; the whole text (shortened) when neither is in it."""
+    text = str(exc)
+    tls = _TLS_REASON.search(text)
+    if tls:
+        return tls.group(0).removeprefix("[SSL: ").replace("] ", ": ", 1).strip()
+    errno = _ERRNO.search(text)
+    if errno:
+        return errno.group(1).strip().rstrip(".").lower()
+    return _short(exc)
 
 
 def _short(exc: BaseException) -> str:

@@ -197,3 +197,16 @@ def test_kubelet_restart_time_delays_the_new_mode(run_fleet):
     assert driver.facts(ep).observed_pid_namespace == "isolated"  # the kubelet is still restarting
     driver.verify(ep, "shared", timeout=5)
     assert time.monotonic() - started >= 0.4
+
+
+def test_an_unreachable_engine_is_said_in_the_system_calls_words():
+    """Not the HTTP library's chain of wrappers: what failed, where (a closed local port here)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # free once closed: nothing listens there
+    with pytest.raises(DriverError) as excinfo:
+        driver.facts(Endpoint(url=f"tcp://127.0.0.1:{port}", timeout=2))
+    assert excinfo.value.code == "unreachable"
+    assert excinfo.value.message == f"cannot connect to tcp://127.0.0.1:{port}: connection refused"
