@@ -17,3 +17,32 @@ def flags(value) -> str:
 def get_item(mapping, key):
     """``mapping[key]`` in a template (None when absent)."""
     return mapping.get(key) if hasattr(mapping, "get") else None
+
+
+def _plain(value) -> str:
+    """One recorded value in words: flags-like mappings as ``key=value``, lists joined, JSON
+    scalars as they are; "—" for nothing."""
+    if value is None or value == "" or value == {} or value == []:
+        return "—"
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={_plain(val)}" for key, val in sorted(value.items()))
+    if isinstance(value, list):
+        return "; ".join(_plain(item) for item in value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+@register.filter
+def changes(event) -> list[tuple[str, str, str]]:
+    """An event's before and after as (field, before, after) lines, for the fields that differ
+    (every field when only one side was recorded), in words rather than as Python mappings."""
+    before = event.before if isinstance(event.before, dict) else ({"value": event.before} if event.before else {})
+    after = event.after if isinstance(event.after, dict) else ({"value": event.after} if event.after else {})
+    lines = []
+    for field in sorted(set(before) | set(after)):
+        old, new = _plain(before.get(field)), _plain(after.get(field))
+        if before and after and old == new:
+            continue
+        lines.append((field, old, new))
+    return lines

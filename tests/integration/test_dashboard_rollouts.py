@@ -298,6 +298,20 @@ def test_audit_log_page_filters_and_links_objects(rollout):
     services.rollout_start(actor="user:olga", rollout=rollout)
     body = client.get("/events/?object_type=rollout&actor__icontains=olga").content.decode()
     assert "1 event." in body and f'href="/rollouts/{rollout.pk}/"' in body and "user:olga" in body
+    # The change in words: the field that changed, before → after; no Python mapping.
+    assert '<span class="muted">status</span>: draft → running' in body and "{&#x27;" not in body
+    assert "reason</span>" not in body  # empty before and after: nothing to say
+    event_record(
+        actor="command:flags",
+        verb="update",
+        object_type="node",
+        object_id="1",
+        before={"kubelet_flags": {"enable-cri": "false"}, "name": "n1"},
+        after={"kubelet_flags": {"enable-cri": "true"}, "name": "n1", "drift": False},
+    )
+    flags = client.get("/events/?actor__icontains=command:flags").content.decode()
+    assert "kubelet_flags</span>: enable-cri=false → enable-cri=true" in flags
+    assert "drift</span>: — → no" in flags and "name</span>" not in flags  # unchanged fields are left out
     everything = client.get("/events/").content.decode()
     assert "not-a-number" in everything and "command:odd" in everything
     bad = client.get("/events/?object_type=spaceship&created_at__gte=yesterday").content.decode()
