@@ -244,7 +244,7 @@ class AuditListPage(ViewerPage):
         except audits.AuditConflict as exc:
             messages.error(request, f"{exc} Follow it below.")
             return redirect("audit-page", pk=exc.audit.pk)
-        messages.success(request, f"Audit {audit.pk} queued.")
+        messages.success(request, f"Audit {audit.pk} sent to a worker; this page follows it.")
         return redirect("audit-page", pk=audit.pk)
 
 

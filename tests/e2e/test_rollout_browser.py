@@ -149,10 +149,11 @@ def test_operator_runs_an_audit_and_asks_what_if(page, live_server, lab, celery_
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Audits").click()
     page.get_by_label("Scope").select_option("lab")
     page.get_by_role("button", name="Run audit now").click()
-    page.get_by_text("queued.").first.wait_for()
+    page.get_by_text("sent to a worker; this page follows it.").first.wait_for()
     page.evaluate("window.sameDocument = true")
     page.get_by_test_id("status").filter(has_text="succeeded").wait_for(timeout=30_000)
     assert page.evaluate("window.sameDocument") is True
+    assert page.get_by_text("queued").count() == 0  # nothing on the page still says queued
     text = page.locator("#audit-live").inner_text()
     assert "7/7 nodes read, 1 failed" in text and "engine-too-old 1" in text
     screenshot("audit")
