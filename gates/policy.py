@@ -88,6 +88,18 @@ class Code:
     SHARING_UNAVAILABLE = "SHARING_UNAVAILABLE"
 
 
+# What each blocker means, in a line, where a page names blockers by code (the overview's counts,
+# filters): the decision itself carries the sentence with the versions of the node at hand.
+BLOCKER_WORDS = {
+    Code.KUBELET_TOO_OLD: "the kubelet is too old to share a pod's PID namespace",
+    Code.DOCKER_TOO_OLD: "Docker is too old to share a pod's PID namespace",
+    Code.ROLLBACK_REQUIRES_DOWNGRADE: "going back to isolated would need a kubelet downgrade",
+    Code.RUNTIME_ALWAYS_SHARES: "the runtime always shares the PID namespace within a pod",
+    Code.PER_POD_ONLY: "sharing is chosen per pod (shareProcessNamespace), not per node",
+    Code.SHARING_UNAVAILABLE: "no flag of this kubelet and Docker shares PID namespaces",
+}
+
+
 @dataclass(frozen=True)
 class Finding:
     """One reason, warning or blocker: a stable code and a sentence for people."""

@@ -22,7 +22,7 @@ from gates.api.views import catalog_query
 from gates.catalog import STAGES, minor_label, parse_minor
 from gates.gatecheck import GateInputError, validate
 from gates.plans import PLANS
-from gates.policy import ISOLATED, SHARED
+from gates.policy import BLOCKER_WORDS, ISOLATED, SHARED
 from rollout.models import ROLLOUT_ACTIVE_STATES, NodeOperation, Rollout
 from rollout.selectors import fingerprint, rollouts_with_counts
 
@@ -127,6 +127,7 @@ class NodeListPage(ViewerPage):
             "chosen_kubelet": kubelet_line_of(get.get("kubelet_minor", "")),
             "chosen_runtime": runtime_line_of(get.get("runtime_line", "")),
             "chosen_cluster": get.get("cluster", ""),
+            "blockers": sorted(BLOCKER_WORDS.items()),
         }
 
 

@@ -2,6 +2,8 @@
 
 from django import template
 
+from gates.policy import BLOCKER_WORDS
+
 from ..drift import describe
 
 register = template.Library()
@@ -21,3 +23,9 @@ def gates_text(gates) -> str:
     if not gates:
         return "—"
     return ",".join(f"{name}={'true' if on else 'false'}" for name, on in sorted(dict(gates).items()))
+
+
+@register.filter
+def blocker_words(code: str) -> str:
+    """What a blocker code means, in a line (the code itself when it is not a known one)."""
+    return BLOCKER_WORDS.get(code, code)

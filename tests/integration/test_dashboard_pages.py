@@ -292,3 +292,18 @@ def test_node_filters_are_picked_from_what_the_fleet_has_and_read_as_shown(fleet
     assert "<code>pool=gpu</code>" in detail and "label=pool%3Dgpu" in detail
     by_label = client.get("/nodes/?label=pool=gpu").content.decode()
     assert names(by_label) == [node.name]
+
+
+def test_blocker_codes_come_with_what_they_mean(make_cluster, make_node, settings):
+    settings.PIDNS_OVERVIEW_CACHE_SECONDS = 0
+    old = make_cluster("old")
+    make_node(old, "o1", kubelet="v1.7.2", docker="1.11.2")
+    client = signed_in("viewer")
+    overview = client.get("/").content.decode()
+    assert '<code>DOCKER_TOO_OLD</code></a> 1 <span class="muted">(Docker is too old to share a pod' in overview
+    nodes = client.get("/nodes/?shared_blocker=DOCKER_TOO_OLD").content.decode()
+    assert (
+        '<option value="DOCKER_TOO_OLD" selected>Docker is too old to share a pod&#x27;s PID namespace '
+        "(DOCKER_TOO_OLD)</option>" in nodes
+    )
+    assert ">o1</a>" in nodes
