@@ -55,7 +55,7 @@ def test_operator_reads_overview_filters_nodes_and_reads_a_decision(page, live_s
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Nodes").click()
     page.get_by_label("Decided mode").select_option("isolated")
-    page.get_by_label("Cluster").fill("east")
+    page.get_by_label("Cluster").select_option("east")
     page.get_by_role("button", name="Filter").click()
     page.get_by_text("2 nodes").wait_for()
     rows = page.locator("tbody tr th a").all_inner_texts()
@@ -208,3 +208,30 @@ def test_every_page_and_the_api_docs_pass_the_content_security_policy(page, live
     page.locator(".opblock").first.wait_for(timeout=20_000)  # Swagger UI drew the operations
     assert page.locator(".opblock").count() > 20
     assert violations == []
+
+
+def test_a_phone_reads_the_overview_nodes_and_a_rollout_without_scrolling_sideways(page, live_server, fleet):
+    """At 390 px wide the page itself never scrolls sideways (a wide table scrolls inside itself),
+    and the navigation takes a few lines, not one per link."""
+    from nodes.models import Cluster
+    from rollout import transitions as rollout_services
+    from rollout.strategy import Strategy
+
+    rollout = rollout_services.rollout_create(
+        actor="user:test",
+        name="east to shared",
+        cluster=Cluster.objects.get(name="east"),
+        intent="shared",
+        strategy=Strategy(canary_count=1),
+    )
+    account("vera", "viewer")
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in(page, live_server, "vera")
+    for path in ("/", "/nodes/", f"/rollouts/{rollout.pk}/", "/rollouts/", "/events/", "/audits/"):
+        page.goto(f"{live_server.url}{path}")
+        page.locator("main h1").first.wait_for()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{path} is {width} px wide on a 390 px screen"
+        nav = page.get_by_role("navigation", name="Main")
+        line = page.evaluate("parseFloat(getComputedStyle(document.querySelector('header nav a')).lineHeight) || 20")
+        assert nav.bounding_box()["height"] <= 3.5 * line, f"{path}: the navigation stacks into many lines"
