@@ -219,6 +219,8 @@ class Node(models.Model):
             models.Index(fields=["cluster", "pid_namespace"], name="node_cluster_pidns"),
             # The overview's first drifting nodes, in order, without reading the others.
             models.Index(fields=["cluster", "name"], condition=models.Q(drift=True), name="node_drifting"),
+            # The overview's nodes whose last reading failed, likewise.
+            models.Index(fields=["cluster", "name"], condition=~models.Q(audit_error_code=""), name="node_unread"),
         ]
 
     def __str__(self) -> str:

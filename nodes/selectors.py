@@ -165,9 +165,9 @@ OVERVIEW_CACHE_KEY = "pidns:fleet-overview:v2:{cluster}"
 
 def fleet_overview(*, cluster: Cluster | None = None) -> dict[str, Any]:
     """The overview's aggregation over the fleet, or one cluster: summary, version matrix and
-    drift. Computed from the kept counts and the first drifting nodes (three small queries whatever
-    the fleet's size), and shared by every open overview of the same scope for
-    ``PIDNS_OVERVIEW_CACHE_SECONDS``."""
+    drift, and the nodes whose last reading failed. Computed from the kept counts and the first
+    drifting and unread nodes (five small queries whatever the fleet's size), and shared by every
+    open overview of the same scope for ``PIDNS_OVERVIEW_CACHE_SECONDS``."""
     ttl = settings.PIDNS_OVERVIEW_CACHE_SECONDS
     key = OVERVIEW_CACHE_KEY.format(cluster=cluster.pk if cluster else "all")
     if ttl > 0:
@@ -181,7 +181,19 @@ def fleet_overview(*, cluster: Cluster | None = None) -> dict[str, Any]:
         .only("id", "name", "drift_details", "cluster__name")
         .order_by("cluster__name", "name")
     )
+    unread = (
+        Node.objects.exclude(audit_error_code="")
+        .filter(**({"cluster": cluster} if cluster else {}))
+        .select_related("cluster")
+        .only("id", "name", "audit_error_code", "audit_error", "cluster__name")
+        .order_by("cluster__name", "name")
+    )
     data = {
+        "unread_count": unread.count(),
+        "unread": [
+            {"id": n.pk, "cluster": n.cluster.name, "name": n.name, "code": n.audit_error_code, "error": n.audit_error}
+            for n in unread[:20]
+        ],
         "summary": fleet_summary(counts=counts),
         "matrix": version_matrix(counts=counts),
         "drift_count": sum(row["n"] for row in counts if row["drift"]),

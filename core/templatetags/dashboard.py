@@ -33,6 +33,20 @@ def _plain(value) -> str:
     return str(value)
 
 
+# Fields an event records to link its object (shown as a link, not as a change).
+LINKED_FIELDS = {"node_id"}
+
+
+@register.filter
+def as_int(value) -> int | None:
+    """``value`` as an id for a link, or None when it is not a whole number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
 @register.filter
 def changes(event) -> list[tuple[str, str, str]]:
     """An event's before and after as (field, before, after) lines, for the fields that differ
@@ -40,7 +54,7 @@ def changes(event) -> list[tuple[str, str, str]]:
     before = event.before if isinstance(event.before, dict) else ({"value": event.before} if event.before else {})
     after = event.after if isinstance(event.after, dict) else ({"value": event.after} if event.after else {})
     lines = []
-    for field in sorted(set(before) | set(after)):
+    for field in sorted((set(before) | set(after)) - LINKED_FIELDS):
         old, new = _plain(before.get(field)), _plain(after.get(field))
         if before and after and old == new:
             continue

@@ -1,6 +1,7 @@
 """Filters for the node list: cluster, runtime, modes, release lines, blockers, drift, labels."""
 
 import django_filters
+from django.db.models import Q
 from django.db.models.fields.json import KeyTransform
 from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter
@@ -47,6 +48,9 @@ class NodeFilter(django_filters.FilterSet):
     managed = django_filters.BooleanFilter()
     reachable = django_filters.BooleanFilter()
     drift = django_filters.BooleanFilter(help_text="The last audit saw something unexpected.")
+    audit_failed = django_filters.BooleanFilter(
+        method="filter_audit_failed", help_text="The last reading of the node failed (it has an audit error code)."
+    )
     name = django_filters.CharFilter(lookup_expr="icontains")
     label = django_filters.CharFilter(
         method="filter_label",
@@ -56,6 +60,10 @@ class NodeFilter(django_filters.FilterSet):
     class Meta:
         model = Node
         fields = []
+
+    def filter_audit_failed(self, queryset, name, value):
+        failed = ~Q(audit_error_code="")
+        return queryset.filter(failed) if value else queryset.exclude(failed)
 
     def filter_kubelet_minor(self, queryset, name, value):
         return queryset.filter(kubelet_minor=kubelet_line_of(value))

@@ -199,9 +199,9 @@ def test_the_fleet_aggregation_is_shared_between_pages_for_a_few_seconds(fleet, 
     Node.objects.filter(cluster=east, name="e1").update(drift=True)
     with CaptureQueriesContext(connection) as second:
         body = client.get("/").content.decode()
-    # The second page reused the aggregation (the kept counts, the clusters, the drifting nodes):
-    # fewer queries, and the drift is not seen yet.
-    assert len(second.captured_queries) == len(first.captured_queries) - 3
+    # The second page reused the aggregation (the kept counts, the clusters, the drifting nodes, the
+    # unread nodes and their count): fewer queries, and the drift is not seen yet.
+    assert len(second.captured_queries) == len(first.captured_queries) - 5
     assert "No node is in drift." in body
     cache.clear()  # as when the period ends
     assert "e1</a>" in client.get("/").content.decode()
@@ -307,3 +307,21 @@ def test_blocker_codes_come_with_what_they_mean(make_cluster, make_node, setting
         "(DOCKER_TOO_OLD)</option>" in nodes
     )
     assert ">o1</a>" in nodes
+
+
+def test_the_overview_lists_the_nodes_the_last_audit_could_not_read(make_cluster, make_node, settings, viewer):
+    settings.PIDNS_OVERVIEW_CACHE_SECONDS = 0
+    lab = make_cluster("lab")
+    make_node(lab, "fine")
+    gone = make_node(lab, "gone")
+    Node.objects.filter(pk=gone.pk).update(
+        audit_error_code="unreachable", audit_error="cannot connect to tcp://10.0.0.9:2376: connection refused"
+    )
+    client = signed_in("viewer")
+    body = client.get("/").content.decode()
+    assert f'<a href="/nodes/{gone.pk}/">lab/gone</a>: <code>unreachable</code> cannot connect' in body
+    assert ">lab/fine</a>" not in body.split('id="unread"')[1].split("</section>")[0]
+    assert [n["name"] for n in viewer.get("/api/v1/nodes/?audit_failed=true").json()["results"]] == ["gone"]
+    assert [n["name"] for n in viewer.get("/api/v1/nodes/?audit_failed=false").json()["results"]] == ["fine"]
+    Node.objects.filter(pk=gone.pk).update(audit_error_code="", audit_error="")
+    assert "Every node was read." in client.get("/").content.decode()

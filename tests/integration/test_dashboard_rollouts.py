@@ -312,6 +312,19 @@ def test_audit_log_page_filters_and_links_objects(rollout):
     flags = client.get("/events/?actor__icontains=command:flags").content.decode()
     assert "kubelet_flags</span>: enable-cri=false → enable-cri=true" in flags
     assert "drift</span>: — → no" in flags and "name</span>" not in flags  # unchanged fields are left out
+    # An operation's event links its node; an id that is not one links nothing (and breaks nothing).
+    node = rollout.operations.first().node
+    event_record(
+        actor="task:operation:w",
+        verb="operation-succeeded",
+        object_type="rollout",
+        object_id=rollout.pk,
+        object_repr=f"forward {node.name}",
+        after={"state": "succeeded", "node_id": node.pk},
+    )
+    event_record(actor="task:odd", verb="odd", object_type="rollout", object_id=rollout.pk, after={"node_id": "x1"})
+    ops = client.get("/events/?actor__icontains=task:").content.decode()
+    assert f'<a href="/nodes/{node.pk}/">forward {node.name}</a>' in ops and "node_id" not in ops
     everything = client.get("/events/").content.decode()
     assert "not-a-number" in everything and "command:odd" in everything
     bad = client.get("/events/?object_type=spaceship&created_at__gte=yesterday").content.decode()
