@@ -91,18 +91,23 @@ def test_keyboard_reaches_the_filters(page, live_server, fleet):
     assert {"f-cluster", "f-runtime", "f-mode", "f-observed", "f-minor", "f-line", "f-drift", "f-name"} <= set(focused)
 
 
-def test_operator_starts_pauses_and_aborts_a_rollout_viewer_sees_no_buttons(page, live_server, fleet, screenshot):
+def draft_rollout():
+    """A draft rollout of the east cluster to shared (a canary of one)."""
     from nodes.models import Cluster
     from rollout import transitions as rollout_services
     from rollout.strategy import Strategy
 
-    rollout = rollout_services.rollout_create(
+    return rollout_services.rollout_create(
         actor="user:test",
         name="east to shared",
         cluster=Cluster.objects.get(name="east"),
         intent="shared",
         strategy=Strategy(canary_count=1),
     )
+
+
+def test_operator_starts_pauses_and_aborts_a_rollout_viewer_sees_no_buttons(page, live_server, fleet, screenshot):
+    rollout = draft_rollout()
     account("vera", "viewer")
     sign_in(page, live_server, "vera")
     page.goto(f"{live_server.url}/rollouts/{rollout.pk}/")
@@ -213,17 +218,7 @@ def test_every_page_and_the_api_docs_pass_the_content_security_policy(page, live
 def test_a_phone_reads_the_overview_nodes_and_a_rollout_without_scrolling_sideways(page, live_server, fleet):
     """At 390 px wide the page itself never scrolls sideways (a wide table scrolls inside itself),
     and the navigation takes a few lines, not one per link."""
-    from nodes.models import Cluster
-    from rollout import transitions as rollout_services
-    from rollout.strategy import Strategy
-
-    rollout = rollout_services.rollout_create(
-        actor="user:test",
-        name="east to shared",
-        cluster=Cluster.objects.get(name="east"),
-        intent="shared",
-        strategy=Strategy(canary_count=1),
-    )
+    rollout = draft_rollout()
     account("vera", "viewer")
     page.set_viewport_size({"width": 390, "height": 844})
     sign_in(page, live_server, "vera")
