@@ -118,25 +118,28 @@ TEMPLATES = [
     },
 ]
 
+# The embedded default serves web processes, a worker and beat at once: readers never wait for
+# the writer (WAL), and a writer takes the lock when its transaction begins, so two writers queue
+# (busy timeout) instead of failing half-way. The same for a SQLite file named by DATABASE_URL.
+SQLITE_OPTIONS = {
+    "timeout": 30,
+    "transaction_mode": "IMMEDIATE",
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
 if env("DATABASE_URL"):
     DATABASES = {
         "default": dj_database_url.parse(
             env("DATABASE_URL"), conn_max_age=envint("DB_CONN_MAX_AGE", 60), conn_health_checks=True
         )
     }
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        DATABASES["default"]["OPTIONS"] = dict(SQLITE_OPTIONS)
 else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": VAR_DIR / "db.sqlite3",
-            # The embedded default serves web processes, a worker and beat at once: readers never
-            # wait for the writer (WAL), and a writer takes the lock when its transaction begins, so
-            # two writers queue (busy timeout) instead of failing half-way.
-            "OPTIONS": {
-                "timeout": 30,
-                "transaction_mode": "IMMEDIATE",
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            },
+            "OPTIONS": dict(SQLITE_OPTIONS),
             # A file, not memory, so that test subprocesses (simfleet, workers) share it.
             "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
         }
