@@ -316,6 +316,10 @@ CELERY_BEAT_SCHEDULE = {
     "audit-fleet": {"task": "nodes.tasks.audit_scheduled", "schedule": float(envint("PIDNS_AUDIT_INTERVAL", 900))},
     "reconcile": {"task": "nodes.tasks.reconcile", "schedule": float(envint("PIDNS_RECONCILE_INTERVAL", 30))},
     "prune": {"task": "nodes.tasks.prune", "schedule": 3600.0},
+    "clusters-sync": {
+        "task": "nodes.tasks.clusters_sync_scheduled",
+        "schedule": float(envint("PIDNS_CLUSTER_SYNC_INTERVAL", 300)),
+    },
     "rollouts-reconcile": {
         "task": "rollout.tasks.rollouts_reconcile",
         "schedule": float(env("PIDNS_ROLLOUT_RECONCILE_INTERVAL", "3")),

@@ -93,6 +93,22 @@ class Cluster(models.Model):
         related_name="clusters",
         help_text="Default TLS credentials for the cluster's nodes.",
     )
+    # --- the cluster's Kubernetes API (optional): nodes discovered from it, cordon and drain
+    kube_api_server = models.CharField(
+        max_length=255, blank=True, help_text="The API server's https:// URL; empty: the cluster has none."
+    )
+    kube_ca_cert = models.TextField(blank=True, help_text="PEM CA that signs the API server's certificate.")
+    kube_token = models.TextField(blank=True, help_text="Bearer token. Never shown again.")
+    kube_client_cert = models.TextField(blank=True, help_text="PEM client certificate, instead of a token.")
+    kube_client_key = models.TextField(blank=True, help_text="PEM client key. Never shown again.")
+    kube_endpoint_template = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="Each node's Docker endpoint from its addresses, e.g. tcp://{InternalIP}:2376 "
+        "(a node's pidns.io/docker-endpoint annotation wins).",
+    )
+    kube_synced_at = models.DateTimeField(null=True, blank=True)
+    kube_sync_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -101,6 +117,10 @@ class Cluster(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def has_kube_api(self) -> bool:
+        return bool(self.kube_api_server)
 
 
 class ObservedVia(models.TextChoices):
@@ -181,6 +201,13 @@ class Node(models.Model):
     observed_via = models.CharField(max_length=16, choices=ObservedVia.choices, blank=True, default="")
     ready = models.BooleanField(null=True, default=None, help_text="The node's Ready condition (Kubernetes API).")
     cordoned = models.BooleanField(null=True, default=None, help_text="spec.unschedulable (Kubernetes API).")
+    cordoned_by_service = models.BooleanField(
+        default=False, help_text="This service cordoned the node and has not uncordoned it yet."
+    )
+    in_cluster = models.BooleanField(
+        null=True, default=None, help_text="Listed by the cluster's Kubernetes API at its last sync."
+    )
+    left_cluster_at = models.DateTimeField(null=True, blank=True, help_text="When a sync first missed it.")
     reachable = models.BooleanField(null=True, default=None)
     last_audit_at = models.DateTimeField(null=True, blank=True)
     audit_error = models.TextField(blank=True)

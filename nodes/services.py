@@ -38,6 +38,16 @@ NODE_SNAPSHOT_FIELDS = (
     "desired_gates",
 )
 CLUSTER_FIELDS = ("name", "plan", "description", "labels", "desired_gates")
+# The cluster's Kubernetes API; the secrets among them are never written to an event.
+KUBE_FIELDS = (
+    "kube_api_server",
+    "kube_ca_cert",
+    "kube_token",
+    "kube_client_cert",
+    "kube_client_key",
+    "kube_endpoint_template",
+)
+KUBE_SECRETS = ("kube_token", "kube_client_key")
 MAX_REPORTED_ERRORS = 1000
 
 
@@ -59,6 +69,9 @@ def node_snapshot(node: Node) -> dict[str, Any]:
 def cluster_snapshot(cluster: Cluster) -> dict[str, Any]:
     data = {f: getattr(cluster, f) for f in CLUSTER_FIELDS}
     data["docker_credential"] = cluster.docker_credential.name if cluster.docker_credential_id else None
+    data["kube_api_server"] = cluster.kube_api_server
+    data["kube_endpoint_template"] = cluster.kube_endpoint_template
+    data["kube_credentials"] = "set" if cluster.kube_token or cluster.kube_client_key else "none"
     return data
 
 
@@ -108,8 +121,12 @@ def cluster_create(
     labels: dict | None = None,
     docker_credential: DockerCredential | None = None,
     desired_gates: dict | None = None,
+    **kube: str,
 ) -> Cluster:
-    """Create a cluster."""
+    """Create a cluster (with its Kubernetes API connection, ``kube_*``, if it has one)."""
+    unknown = set(kube) - set(KUBE_FIELDS)
+    if unknown:
+        raise InventoryError({name: ["unknown field"] for name in sorted(unknown)})
     cluster = Cluster.objects.create(
         name=name,
         plan=plan,
@@ -117,6 +134,7 @@ def cluster_create(
         labels=labels or {},
         docker_credential=docker_credential,
         desired_gates=desired_gates or {},
+        **kube,
     )
     event_record(
         actor=actor,
@@ -134,7 +152,7 @@ def cluster_update(*, actor: str, cluster: Cluster, **changes: Any) -> Cluster:
     """Change a cluster. A new plan re-decides every node of the cluster."""
     before = cluster_snapshot(cluster)
     for field_name, value in changes.items():
-        if field_name not in (*CLUSTER_FIELDS, "docker_credential"):
+        if field_name not in (*CLUSTER_FIELDS, *KUBE_FIELDS, "docker_credential"):
             raise InventoryError({field_name: ["this field cannot be changed"]})
         setattr(cluster, field_name, value)
     cluster.save()

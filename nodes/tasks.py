@@ -81,3 +81,30 @@ def prune() -> str:
     events = events_prune(older_than_days=settings.PIDNS_EVENT_RETENTION_DAYS)
     sign_in_prune()
     return f"deleted {observations} observations, {events} events"
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def cluster_sync(cluster_id: int, actor: str = "task:cluster_sync") -> str:
+    """Sync one cluster's nodes from its Kubernetes API."""
+    from .kubesync import SyncError
+    from .kubesync import cluster_sync as sync
+    from .models import Cluster
+
+    cluster = Cluster.objects.filter(pk=cluster_id).first()
+    if cluster is None:
+        return "no such cluster"
+    try:
+        return str(sync(actor=actor, cluster=cluster))
+    except SyncError as exc:
+        return f"failed: {exc}"
+
+
+@shared_task
+def clusters_sync_scheduled() -> str:
+    """Beat: sync every cluster that has a Kubernetes API."""
+    from .models import Cluster
+
+    ids = list(Cluster.objects.exclude(kube_api_server="").values_list("id", flat=True))
+    for cluster_id in ids:
+        cluster_sync.delay(cluster_id, "task:clusters_sync_scheduled")
+    return f"sent {len(ids)} cluster syncs"

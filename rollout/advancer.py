@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from .locks import rollout_lock, status_for_write
 from .models import NodeOperation, OperationState, Rollout, RolloutStatus
-from .states import APPLY, FORWARD, OPERATION, OPERATION_ACTIVE, ROLLBACK
+from .states import APPLY, CORDON, FORWARD, OPERATION, OPERATION_ACTIVE, ROLLBACK
 from .strategy import Window
 from .transitions import create_rollback_operations, transition
 
@@ -86,7 +86,7 @@ def hand_over(operation: NodeOperation, now: datetime) -> Handover:
         if window and not Window.parse(window).contains(now):
             return Handover(needs_advance=True)
         ops = ops.filter(wave=current_wave)
-    dispatched = _dispatch(ops.filter(state=OperationState.PENDING), 1, now)
+    dispatched = _dispatch(ops.filter(state=OperationState.PENDING), 1, now, drain=operation.rollout.drain)
     return Handover(dispatched=dispatched, needs_advance=not dispatched)
 
 
@@ -157,7 +157,9 @@ def _advance_forward(rollout: Rollout, now: datetime) -> Advance:
         if rollout.reason.startswith("waiting for the maintenance window"):
             Rollout.objects.filter(pk=rollout.pk).update(reason="")
     slots = rollout.max_unavailable - in_flight
-    return Advance(_dispatch(pending.filter(wave=rollout.current_wave), slots, now, status=RolloutStatus.RUNNING))
+    return Advance(
+        _dispatch(pending.filter(wave=rollout.current_wave), slots, now, RolloutStatus.RUNNING, drain=rollout.drain)
+    )
 
 
 def _advance_rollback(rollout: Rollout, now: datetime) -> Advance:
@@ -181,13 +183,16 @@ def _advance_rollback(rollout: Rollout, now: datetime) -> Advance:
             _finish(rollout, "fail", f"{base}; rollback incomplete: " + "; ".join(details), now)
         return Advance()
     slots = rollout.max_unavailable - in_flight
-    return Advance(_dispatch(pending, slots, now, status=RolloutStatus.ROLLING_BACK))
+    return Advance(_dispatch(pending, slots, now, RolloutStatus.ROLLING_BACK, drain=rollout.drain))
 
 
-def _dispatch(candidates: QuerySet, slots: int, now: datetime, status: str | None = None) -> list[int]:
+def _dispatch(
+    candidates: QuerySet, slots: int, now: datetime, status: str | None = None, *, drain: bool = False
+) -> list[int]:
     """Start up to ``slots`` of the ``candidates`` (pending operations), first come first served. A
     node busy in another rollout is passed over and tried again on a later pass. When ``status`` is
-    given, the rollout's status is read under a share lock first: nothing starts unless it is that."""
+    given, the rollout's status is read under a share lock first: nothing starts unless it is that.
+    With ``drain`` an operation starts by cordoning its node."""
     if slots <= 0:
         return []
     if status is not None:
@@ -204,7 +209,7 @@ def _dispatch(candidates: QuerySet, slots: int, now: datetime, status: str | Non
                 moved = OPERATION.apply(
                     NodeOperation.objects.filter(pk=op_id),
                     "dispatch",
-                    step=APPLY,
+                    step=CORDON if drain else APPLY,
                     wake_at=now,
                     dispatched_at=now,
                     attempts=F("attempts") + 1,

@@ -50,6 +50,11 @@ class Rollout(models.Model):
     pause_after_canary = models.BooleanField(default=False)
     window = models.JSONField(null=True, blank=True)
     busy_policy = models.CharField(max_length=8, default="refuse", choices=[("refuse", "refuse"), ("wait", "wait")])
+    drain = models.BooleanField(
+        default=False, help_text="Cordon and drain each node around its change (the cluster's Kubernetes API)."
+    )
+    drain_timeout = models.PositiveIntegerField(default=600, help_text="Seconds a drain may take.")
+    delete_emptydir_data = models.BooleanField(default=False, help_text="Evict pods with emptyDir volumes too.")
     status = models.CharField(max_length=20, choices=RolloutStatus.choices, default=RolloutStatus.DRAFT, db_index=True)
     reason = models.TextField(blank=True)
     current_wave = models.PositiveIntegerField(default=0)
@@ -121,6 +126,8 @@ class NodeOperation(models.Model):
     wake_at = models.DateTimeField(null=True, blank=True, help_text="When its next step is due.")
     deadline = models.DateTimeField(null=True, blank=True, help_text="When the step it waits in gives up.")
     verify_state = models.JSONField(null=True, blank=True, help_text="What verification has seen so far.")
+    cordoned = models.BooleanField(default=False, help_text="This operation cordoned its node and owes an uncordon.")
+    drain_state = models.JSONField(default=dict, blank=True, help_text="What cordon and drain have done so far.")
     expected_mode = models.CharField(max_length=16, blank=True)
     before_flags = models.JSONField(null=True, blank=True)
     before_mode = models.CharField(max_length=16, blank=True)

@@ -141,7 +141,7 @@ def operation_run_claimed(op: NodeOperation, *, worker: str, driver: Driver | No
     except Exception as exc:
         log.exception("operation %s failed in step %s", op.pk, op.step)
         result = _Step(action="fail", fields={"error_code": "internal", "error": f"{type(exc).__name__}: {exc}"[:2000]})
-    return _save(op, worker, started, result)
+    return _save(op, worker, started, draining.through_uncordon(op, result))
 
 
 def _on_driver_error(op: NodeOperation, exc: DriverError) -> _Step:
@@ -305,7 +305,7 @@ def _apply(op: NodeOperation, driver: Driver, worker: str) -> _Step:
         node.kubelet_version = result.kubelet_version
     # A mode change is verified on the pods; a gate change (or a rollback that restores no known
     # mode) on the kubelet, which must be running again with the flags written.
-    wait_for = "pods" if _expected_mode(op) else "kubelet"
+    wait_for = "drained" if op.rollout.drain else "pods" if _expected_mode(op) else "kubelet"
     verify_state = {
         "delay": FIRST_POLL,
         "kubelet": result.kubelet_version,
@@ -390,6 +390,8 @@ def _conflict(op: NodeOperation, driver: Driver, endpoint) -> _Step:
 
 def _verify(op: NodeOperation, driver: Driver, worker: str) -> _Step:
     state = dict(op.verify_state or {})
+    if state.get("wait_for") == "drained":
+        return draining.verify_drained(op, driver, state)
     if state.get("wait_for") == "kubelet":
         return _verify_kubelet(op, driver, state)
     return _verify_pods(op, driver, state)
@@ -512,4 +514,6 @@ def _record_verified(op: NodeOperation, driver: Driver, poll: PodPoll, state: di
     record_reading(Reading(node, facts=facts), via=ObservedVia.VERIFY)
 
 
-STEPS = {APPLY: _apply, VERIFY: _verify}
+STEPS = {APPLY: _apply, VERIFY: _verify}  # with the drain steps of :mod:`rollout.draining`
+
+from . import draining  # noqa: E402 (it adds its steps to STEPS and uses this module's helpers)

@@ -25,7 +25,7 @@ from core.events import event_record
 
 from .advancer import hand_over
 from .models import ROLLOUT_ACTIVE_STATES, NodeOperation, OperationState, Rollout
-from .states import OPERATION
+from .states import OPERATION, UNCORDON
 
 ACTOR = "task:rollouts_reconcile"
 
@@ -39,7 +39,20 @@ def operations_recover(*, now: datetime | None = None) -> list[int]:
         mine = NodeOperation.objects.filter(
             pk=op.pk, state=OperationState.RUNNING, lease_owner=op.lease_owner, lease_until=op.lease_until
         )
-        if op.attempts >= settings.PIDNS_OPERATION_MAX_ATTEMPTS:
+        if op.attempts >= settings.PIDNS_OPERATION_MAX_ATTEMPTS and op.cordoned and op.step != UNCORDON:
+            # It cordoned its node: it fails through its uncordon.
+            if not mine.update(
+                step=UNCORDON,
+                lease_owner="",
+                lease_until=None,
+                wake_at=now,
+                error_code="worker-lost",
+                error=f"the worker running it stopped {op.attempts} times",
+                drain_state={**(op.drain_state or {}), "then": "fail"},
+            ):
+                continue
+            resend.append(op.pk)
+        elif op.attempts >= settings.PIDNS_OPERATION_MAX_ATTEMPTS:
             with transaction.atomic():
                 if not OPERATION.apply(
                     mine,

@@ -99,11 +99,22 @@ OPERATION = Machine(
 
 # The steps of a running operation, in order. A worker works on a step only when it is due
 # (``wake_at``); between steps the operation holds nothing but its row.
+# With a drain (the cluster's Kubernetes API): cordon and drain first, uncordon last; an operation
+# that cordoned its node ends through ``uncordon`` whatever it ends in.
+CORDON = "cordon"
+DRAIN = "drain"
 APPLY = "apply"
 VERIFY = "verify"
-STEPS = (APPLY, VERIFY)
-# Steps after which the node has (or may have) been written to: a stop then cannot cancel cleanly.
-WRITTEN_STEPS = (VERIFY,)
+UNCORDON = "uncordon"
+STEPS = (CORDON, DRAIN, APPLY, VERIFY, UNCORDON)
+# What each step is shown as, while it runs.
+STEP_WORDS = {
+    CORDON: "cordoning",
+    DRAIN: "draining",
+    APPLY: "applying",
+    VERIFY: "verifying",
+    UNCORDON: "uncordoning",
+}
 
 NODE_MODES = ("shared", "isolated")  # the modes a node's pods can be verified in
 
@@ -115,3 +126,14 @@ PHASES = (FORWARD, ROLLBACK)
 def may_write(phase: str) -> tuple[str, ...]:
     """The rollout states in which an operation of ``phase`` may (still) write to its node."""
     return FORWARD_MAY_WRITE if phase == FORWARD else ROLLBACK_MAY_WRITE
+
+
+def activity(state: str, step: str, drain_state: dict | None, verify_state: dict | None) -> str:
+    """What a running operation is doing, in words (empty when it is not running)."""
+    if state != OP_RUNNING:
+        return ""
+    if step == DRAIN and (drain_state or {}).get("waiting"):
+        return f"draining: {len(drain_state['waiting'])} pods wait for their disruption budget"
+    if step == VERIFY and (verify_state or {}).get("wait_for") == "drained" and not verify_state.get("ready"):
+        return "restarting: waiting for the kubelet and the node to be Ready"
+    return STEP_WORDS.get(step, step)

@@ -17,7 +17,7 @@ import time
 from celery import shared_task
 from django.db import transaction
 
-from . import advancer, operations, recovery
+from . import advancer, draining, operations, recovery
 
 log = logging.getLogger(__name__)
 # Longest delay sent with a message; longer waits come back through the reconciler.
@@ -105,4 +105,5 @@ def rollouts_reconcile() -> str:
     active = recovery.rollouts_active()
     for rollout_id in active:
         send(rollout_advance, rollout_id)
-    return f"resent {len(resent)} operations, advanced {len(active)} rollouts"
+    uncordoned = draining.uncordon_orphans()
+    return f"resent {len(resent)} operations, advanced {len(active)} rollouts, uncordoned {uncordoned} nodes"

@@ -35,6 +35,9 @@ def rollout_create(
     change: Change | None = None,
     selector: dict | None = None,
     busy_policy: str = "refuse",
+    drain: bool = False,
+    drain_timeout: int = 600,
+    delete_emptydir_data: bool = False,
 ) -> Rollout:
     """Create a draft rollout of ``change`` (or of a mode ``intent``) with one pending operation per
     targeted node (skipped ones are recorded with their reason). Refuses nodes busy in another
@@ -66,6 +69,9 @@ def rollout_create(
         pause_after_canary=strategy.pause_after_canary,
         window=strategy.window.as_dict() if strategy.window else None,
         busy_policy=busy_policy,
+        drain=drain,
+        drain_timeout=drain_timeout,
+        delete_emptydir_data=delete_emptydir_data,
         predicted_seconds=preview["predicted_seconds"],
         created_by=actor,
     )
@@ -150,6 +156,9 @@ def rollout_submit(*, actor: str, data: dict[str, Any], start: bool = False) -> 
         strategy=data["strategy"],
         selector=data["selector"],
         busy_policy=data["busy_policy"],
+        drain=data.get("drain") or False,
+        drain_timeout=data.get("drain_timeout", 600),
+        delete_emptydir_data=data.get("delete_emptydir_data", False),
     )
     return rollout_start(actor=actor, rollout=rollout) if start else rollout
 
@@ -183,7 +192,8 @@ def cancel_unstarted(rollout: Rollout, phase: str) -> int:
     ops = NodeOperation.objects.filter(rollout=rollout, phase=phase)
     pending = OPERATION.apply(ops.filter(state=OperationState.PENDING), "cancel", finished_at=now)
     idle = OPERATION.apply(
-        ops.filter(state=OperationState.RUNNING, changed=False, lease_owner=""),
+        # One that cordoned its node cancels itself at its next step, through its uncordon.
+        ops.filter(state=OperationState.RUNNING, changed=False, lease_owner="", cordoned=False),
         "cancel",
         finished_at=now,
         wake_at=None,

@@ -19,7 +19,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from .certs import server_tls
 from .engines import FakeEngine, RealEngine
+from .kube import SimCluster
+from .kubeapi import KubeServer
 from .node import SimNode
 from .server import NodeServer
 from .spec import FleetSpec
@@ -77,6 +80,9 @@ class Fleet:
         self._sync_task: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="simfleet-kubelet")
         self._api = None
+        self.clusters: dict[str, SimCluster] = {}  # those that serve a Kubernetes API
+        self.kube_ca = ""
+        self._controller_task: asyncio.Task | None = None
 
     def _real_api(self):
         import docker
@@ -112,8 +118,72 @@ class Fleet:
                 node.front, node.server = front, server
                 node.port = server.sockets[0].getsockname()[1]
             self.nodes.append(node)
+        await self._serve_clusters()
         await self.sync_all()
         self._sync_task = asyncio.create_task(self._sync_loop())
+
+    async def _serve_clusters(self) -> None:
+        """One Kubernetes API per cluster that has one, over HTTPS with a CA of the fleet's own."""
+        if not self.spec.kubernetes:
+            return
+        tls = server_tls(self.host)
+        self.kube_ca = tls.ca_pem
+        for name, workloads in self.spec.kubernetes.items():
+            members = [n for n in self.nodes if n.spec.cluster == name]
+            cluster = SimCluster(name, workloads, members, host=self.host)
+            cluster.endpoint_of = self.endpoint
+            for node in members:
+                node.kube = cluster
+            server = await asyncio.start_server(KubeServer(cluster).handle, self.host, 0, ssl=tls.context, backlog=256)
+            self._servers.append(server)
+            cluster.port = server.sockets[0].getsockname()[1]
+            self.clusters[name] = cluster
+            self.write_kubeconfig(cluster)
+        self._controller_task = asyncio.create_task(self._controllers())
+
+    async def _controllers(self) -> None:
+        """The clusters' controllers: replace evicted and deleted pods when they are due."""
+        while True:
+            await asyncio.sleep(0.05)
+            for cluster in self.clusters.values():
+                for node_name in cluster.tick():
+                    node = cluster.nodes[node_name]
+                    if self.engine == "fake":
+                        node.kubelet_sync()
+
+    def api_url(self, cluster: SimCluster) -> str:
+        return f"https://{self.host}:{cluster.port}"
+
+    def kubeconfig_path(self, cluster: SimCluster) -> Path:
+        return self.root / cluster.name / "kubeconfig"
+
+    def write_kubeconfig(self, cluster: SimCluster) -> Path:
+        """A kubeconfig for the cluster that ``kubectl`` accepts (mode 0600: it holds the token)."""
+        import base64
+
+        import yaml
+
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": cluster.name,
+                    "cluster": {
+                        "server": self.api_url(cluster),
+                        "certificate-authority-data": base64.b64encode(self.kube_ca.encode()).decode(),
+                    },
+                }
+            ],
+            "users": [{"name": f"{cluster.name}-admin", "user": {"token": cluster.token}}],
+            "contexts": [{"name": cluster.name, "context": {"cluster": cluster.name, "user": f"{cluster.name}-admin"}}],
+            "current-context": cluster.name,
+        }
+        path = self.kubeconfig_path(cluster)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
 
     @staticmethod
     def _scheduler(node: SimNode):
@@ -158,6 +228,10 @@ class Fleet:
         raise KeyError(f"{cluster}/{name}")
 
     async def stop(self) -> None:
+        if self._controller_task:
+            self._controller_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._controller_task
         if self._sync_task:
             self._sync_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

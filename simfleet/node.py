@@ -61,6 +61,7 @@ class SimNode:
         self.schedule_sync = lambda delay: None
         self.restarts = 0
         self.lock = threading.Lock()
+        self.kube = None  # the node's SimCluster when its cluster serves a Kubernetes API
 
     @property
     def key(self) -> str:
@@ -150,6 +151,9 @@ class SimNode:
                 return
             if self.effective_mode is None or (restarted and not self.spec.faults.verify_never_converges):
                 self.effective_mode = self.desired_mode()
+            if self.kube is not None:
+                self._run_bound_pods()
+                return
             pods = self.backend.pod_states()
             present = {p.name for p in pods}
             for pod in pods:
@@ -165,3 +169,20 @@ class SimNode:
                 name = f"{self.spec.name}-pod-{index}"
                 if name not in present:
                     self.backend.create_pod(name, self.effective_mode)
+
+    def _run_bound_pods(self) -> None:
+        """With a Kubernetes API: run exactly the pods bound to this node. A new pod starts in the
+        mode the kubelet runs now; a running one keeps its mode (a restart leaves it alone); a pod
+        that left the node (evicted, deleted) is removed."""
+        wanted = {pod.name for pod in self.kube.pods_on(self.spec.name)}
+        running = set()
+        for pod in self.backend.pod_states():
+            if pod.name not in wanted or not pod.sandbox_running or pod.name in running:
+                self.backend.remove_pod(pod.sandbox_id)
+                if pod.name in wanted and not pod.sandbox_running and pod.name not in running:
+                    self.backend.create_pod(pod.name, self.effective_mode)
+                    running.add(pod.name)
+            else:
+                running.add(pod.name)
+        for name in sorted(wanted - running):
+            self.backend.create_pod(name, self.effective_mode)

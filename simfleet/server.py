@@ -40,6 +40,43 @@ def _api_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in version.split("."))
 
 
+async def read_request(reader: asyncio.StreamReader):
+    """One HTTP/1.1 request: (method, target, headers with lower-case names, body); None at EOF."""
+    line = await reader.readline()
+    if not line:
+        return None
+    parts = line.decode("latin-1").strip().split()
+    if len(parts) != 3:
+        raise ValueError("bad request line")
+    method, target, _ = parts
+    headers = {}
+    while True:
+        header = await reader.readline()
+        if header in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = header.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = b""
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        chunks = []
+        while True:
+            size = int((await reader.readline()).strip().split(b";")[0], 16)
+            if size == 0:
+                await reader.readline()
+                break
+            chunks.append(await reader.readexactly(size))
+            await reader.readline()
+            if sum(map(len, chunks)) > MAX_BODY:
+                raise ValueError("body too large")
+        body = b"".join(chunks)
+    elif headers.get("content-length"):
+        length = int(headers["content-length"])
+        if length > MAX_BODY:
+            raise ValueError("body too large")
+        body = await reader.readexactly(length)
+    return method, target, headers, body
+
+
 class NodeServer:
     """Serves one node's Engine API. ``handle`` is the asyncio connection callback."""
 
@@ -71,7 +108,7 @@ class NodeServer:
                 writer.transport.abort()
                 return
             while True:
-                request = await self._read_request(reader)
+                request = await read_request(reader)
                 if request is None or self._down():  # a flapping node drops open connections too
                     break
                 method, target, headers, body = request
@@ -92,41 +129,6 @@ class NodeServer:
                 writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
-
-    async def _read_request(self, reader):
-        line = await reader.readline()
-        if not line:
-            return None
-        parts = line.decode("latin-1").strip().split()
-        if len(parts) != 3:
-            raise ValueError("bad request line")
-        method, target, _ = parts
-        headers = {}
-        while True:
-            header = await reader.readline()
-            if header in (b"\r\n", b"\n", b""):
-                break
-            name, _, value = header.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
-        body = b""
-        if headers.get("transfer-encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int((await reader.readline()).strip().split(b";")[0], 16)
-                if size == 0:
-                    await reader.readline()
-                    break
-                chunks.append(await reader.readexactly(size))
-                await reader.readline()
-                if sum(map(len, chunks)) > MAX_BODY:
-                    raise ValueError("body too large")
-            body = b"".join(chunks)
-        elif headers.get("content-length"):
-            length = int(headers["content-length"])
-            if length > MAX_BODY:
-                raise ValueError("body too large")
-            body = await reader.readexactly(length)
-        return method, target, headers, body
 
     async def _respond(
         self, writer, status: int, payload=None, content_type="application/json", raw: bytes | None = None

@@ -17,6 +17,20 @@ A spec is YAML or JSON::
             labels: {pool: general}
             faults: {latency_ms: 50}
 
+A cluster with ``kubernetes: true`` also gets a Kubernetes API (:mod:`simfleet.kube`) over the same
+pods, and its pods belong to ``workloads``::
+
+        kubernetes: true
+        workloads:
+          - {kind: Deployment, name: web, replicas: 6, max_unavailable: 1}  # a PodDisruptionBudget
+          - {kind: Deployment, name: cache, replicas: 2, empty_dir: true}
+          - {kind: DaemonSet, name: node-agent}
+
+A Deployment's budget is ``max_unavailable`` or ``min_available`` (none: no budget; 0 unavailable:
+a budget that never allows an eviction). Without ``workloads`` the nodes' ``pods`` make one
+Deployment, ``app``, with no budget. Its kubelet leaves running pods alone when it restarts, as a
+real one does: only a drain moves them to the new mode.
+
 Faults: ``unreachable``, ``latency_ms`` (fixed) or ``latency_ms: [min, max]`` (random),
 ``apply_fails``, ``verify_never_converges``, ``engine_too_old``, ``flapping_seconds`` (reachability
 toggles with this period), ``restart_ms`` (how long the kubelet takes to restart), ``refuses_gates``
@@ -123,10 +137,31 @@ class NodeSpec:
         return "1.23" if self.faults.engine_too_old else api_version_for(self.docker_version)
 
 
+WORKLOAD_KINDS = ("Deployment", "DaemonSet")
+WORKLOAD_KEYS = {"kind", "name", "namespace", "replicas", "max_unavailable", "min_available", "empty_dir"}
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    kind: str
+    name: str
+    namespace: str = "default"
+    replicas: int = 0  # a DaemonSet has one pod per node
+    max_unavailable: int | None = None
+    min_available: int | None = None
+    empty_dir: bool = False
+
+    @property
+    def has_budget(self) -> bool:
+        return self.max_unavailable is not None or self.min_available is not None
+
+
 @dataclass(frozen=True)
 class FleetSpec:
     clusters: dict[str, str]  # name -> plan
     nodes: tuple[NodeSpec, ...]
+    # Clusters that serve a Kubernetes API, with their workloads.
+    kubernetes: dict[str, tuple[WorkloadSpec, ...]] = field(default_factory=dict)
     # What the inventory should want of each cluster's gates, for --register (not simulated).
     desired_gates: dict[str, dict[str, bool]] = field(default_factory=dict)
 
@@ -157,12 +192,44 @@ def _faults(raw: Any, where: str) -> Faults:
     )
 
 
+def _workloads(raw: Any, where: str) -> list[WorkloadSpec]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise SpecError(f"{where}: workloads is a list")
+    found: list[WorkloadSpec] = []
+    for index, item in enumerate(raw):
+        at = f"{where}.workloads[{index}]"
+        if not isinstance(item, dict) or set(item) - WORKLOAD_KEYS:
+            raise SpecError(f"{at}: a workload is a map with keys from {', '.join(sorted(WORKLOAD_KEYS))}")
+        if item.get("kind") not in WORKLOAD_KINDS or not isinstance(item.get("name"), str):
+            raise SpecError(f"{at}: needs a kind ({' or '.join(WORKLOAD_KINDS)}) and a name")
+        numbers = {k: item.get(k) for k in ("replicas", "max_unavailable", "min_available") if item.get(k) is not None}
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in numbers.values()):
+            raise SpecError(f"{at}: replicas, max_unavailable and min_available are whole numbers")
+        if "max_unavailable" in numbers and "min_available" in numbers:
+            raise SpecError(f"{at}: a budget has max_unavailable or min_available, not both")
+        found.append(
+            WorkloadSpec(
+                kind=item["kind"],
+                name=item["name"],
+                namespace=str(item.get("namespace", "default")),
+                replicas=numbers.get("replicas", 0),
+                max_unavailable=numbers.get("max_unavailable"),
+                min_available=numbers.get("min_available"),
+                empty_dir=bool(item.get("empty_dir", False)),
+            )
+        )
+    return found
+
+
 def parse_spec(data: Any) -> FleetSpec:
     if not isinstance(data, dict) or not isinstance(data.get("clusters"), list):
         raise SpecError("a fleet spec is a map with a 'clusters' list")
     clusters: dict[str, str] = {}
     desired_gates: dict[str, dict[str, bool]] = {}
     nodes: list[NodeSpec] = []
+    kubernetes: dict[str, tuple[WorkloadSpec, ...]] = {}
     seen: set[tuple[str, str]] = set()
     for ci, cluster in enumerate(data["clusters"]):
         where = f"clusters[{ci}]"
@@ -178,6 +245,10 @@ def parse_spec(data: Any) -> FleetSpec:
             raise SpecError(f"{where}: desired_gates: {exc}") from None
         if cluster_gates:
             desired_gates[cluster["name"]] = cluster_gates
+        workloads = _workloads(cluster.get("workloads"), where)
+        if workloads and not cluster.get("kubernetes"):
+            raise SpecError(f"{where}: workloads need kubernetes: true")
+        first_node = len(nodes)
         for ni, group in enumerate(cluster.get("nodes") or []):
             gwhere = f"{where}.nodes[{ni}]"
             if not isinstance(group, dict) or set(group) - NODE_KEYS:
@@ -220,7 +291,12 @@ def parse_spec(data: Any) -> FleetSpec:
                         config_gates=config_gates,
                     )
                 )
-    return FleetSpec(clusters=clusters, nodes=tuple(nodes), desired_gates=desired_gates)
+        if cluster.get("kubernetes"):
+            if not workloads:
+                replicas = sum(n.pods for n in nodes[first_node:])
+                workloads = [WorkloadSpec(kind="Deployment", name="app", replicas=replicas)] if replicas else []
+            kubernetes[cluster["name"]] = tuple(workloads)
+    return FleetSpec(clusters=clusters, nodes=tuple(nodes), desired_gates=desired_gates, kubernetes=kubernetes)
 
 
 def load_spec(path: Path) -> FleetSpec:

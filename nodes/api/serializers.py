@@ -24,10 +24,29 @@ def _normalized(field_name):
     return validate
 
 
+class ClusterSyncSerializer(serializers.Serializer):
+    cluster = serializers.CharField()
+    status = serializers.CharField()
+
+
+KUBE_TEMPLATE_FIELDS = {"InternalIP", "ExternalIP", "Hostname", "InternalDNS", "ExternalDNS", "name"}
+
+
 class ClusterSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="cluster-detail")
     node_count = serializers.SerializerMethodField()
     docker_credential = NameRelatedField(queryset=DockerCredential.objects.all(), allow_null=True, required=False)
+    kube_token = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, max_length=8192, help_text="Bearer token. Never shown again."
+    )
+    kube_client_key = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=16384,
+        help_text="PEM client key. Never shown again.",
+    )
+    kube_api = serializers.SerializerMethodField(help_text="Whether the API has credentials, and the last sync.")
 
     class Meta:
         model = Cluster
@@ -40,11 +59,63 @@ class ClusterSerializer(serializers.ModelSerializer):
             "labels",
             "desired_gates",
             "docker_credential",
+            "kube_api_server",
+            "kube_ca_cert",
+            "kube_token",
+            "kube_client_cert",
+            "kube_client_key",
+            "kube_endpoint_template",
+            "kube_api",
             "node_count",
             "created_at",
             "updated_at",
         ]
         read_only_fields = ["created_at", "updated_at"]
+
+    def get_kube_api(self, cluster) -> dict:
+        return {
+            "configured": cluster.has_kube_api,
+            "credentials": "token"
+            if cluster.kube_token
+            else "client certificate"
+            if cluster.kube_client_key
+            else "none",
+            "synced_at": cluster.kube_synced_at.isoformat() if cluster.kube_synced_at else None,
+            "sync_error": cluster.kube_sync_error,
+        }
+
+    def validate_kube_api_server(self, value):
+        if value and not value.startswith("https://"):
+            raise serializers.ValidationError("an https:// URL: the API is reached over TLS, verified")
+        return value.rstrip("/")
+
+    def validate_kube_ca_cert(self, value):
+        if value and "-----BEGIN CERTIFICATE-----" not in value:
+            raise serializers.ValidationError("a PEM certificate (-----BEGIN CERTIFICATE-----)")
+        return value
+
+    def validate_kube_client_cert(self, value):
+        return self.validate_kube_ca_cert(value)
+
+    def validate_kube_client_key(self, value):
+        if value and "PRIVATE KEY-----" not in value:
+            raise serializers.ValidationError("a PEM private key")
+        return value
+
+    def validate_kube_endpoint_template(self, value):
+        import string
+
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        except ValueError as exc:
+            raise serializers.ValidationError(f"not a template: {exc}") from None
+        unknown = names - KUBE_TEMPLATE_FIELDS
+        if unknown:
+            allowed = ", ".join("{" + n + "}" for n in sorted(KUBE_TEMPLATE_FIELDS))
+            raise serializers.ValidationError(f"unknown field {sorted(unknown)[0]!r}; use {allowed}")
+        if value and not value.startswith(("tcp://", "unix://")):
+            raise serializers.ValidationError("a tcp:// or unix:// endpoint, e.g. tcp://{InternalIP}:2376")
+        return value
 
     def validate_labels(self, value):
         try:

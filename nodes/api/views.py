@@ -19,6 +19,7 @@ from gates.gatecheck import GateInputError
 from .. import audits, importing, selectors, services
 from ..models import Audit, Cluster, DockerCredential, NodeObservation
 from ..tasks import audit_enqueue
+from ..tasks import cluster_sync as cluster_sync_task
 from ..upgrade import upgrade_check
 from .filters import NodeFilter, NodeOrdering
 from .serializers import (
@@ -26,6 +27,7 @@ from .serializers import (
     AuditDetailSerializer,
     AuditSerializer,
     ClusterSerializer,
+    ClusterSyncSerializer,
     CredentialSerializer,
     FleetSummarySerializer,
     ImportRequestSerializer,
@@ -48,9 +50,36 @@ class ClusterViewSet(viewsets.ModelViewSet):
     permission_classes = [ReadViewerWriteAdmin]
     filterset_fields = ["name", "plan"]
     ordering_fields = ["name", "plan", "created_at"]
+    lookup_value_regex = "[^/]+"
+
+    def get_object(self):
+        """A cluster by id, or by name."""
+        key = self.kwargs[self.lookup_field]
+        if not key.isdigit():
+            self.kwargs = {
+                **self.kwargs,
+                self.lookup_field: Cluster.objects.filter(name=key).values_list("pk", flat=True).first() or 0,
+            }
+        return super().get_object()
+
+    def get_permissions(self):
+        if self.action == "sync":
+            return [IsOperator()]
+        return super().get_permissions()
 
     def perform_destroy(self, instance):
         services.cluster_delete(actor=actor_of(self.request), cluster=instance)
+
+    @extend_schema(request=None, responses={202: ClusterSyncSerializer})
+    @action(detail=True, methods=["post"])
+    def sync(self, request, pk=None):
+        """List the cluster's nodes from its Kubernetes API into the inventory, on a worker (operator)."""
+        cluster = self.get_object()
+        if not cluster.has_kube_api:
+            raise ValidationError({"kube_api_server": [f"cluster {cluster.name} has no Kubernetes API to sync from"]})
+        actor = actor_of(request)
+        transaction.on_commit(lambda: cluster_sync_task.delay(cluster.pk, actor))
+        return Response({"cluster": cluster.name, "status": "queued"}, status=status.HTTP_202_ACCEPTED)
 
 
 class NodeViewSet(viewsets.ModelViewSet):

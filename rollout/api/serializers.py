@@ -9,6 +9,7 @@ from nodes.models import Cluster
 
 from ..models import ROLLOUT_INTENTS, ROLLOUT_KINDS, NodeOperation, Rollout
 from ..planning import GATES, PID, Change
+from ..states import activity
 from ..strategy import Strategy, StrategyError, Window, parse_batch
 from ..transitions import rollout_actions
 
@@ -63,6 +64,16 @@ class RolloutInputSerializer(serializers.Serializer):
         default="refuse",
         help_text="nodes busy in another rollout: refuse, or wait for them",
     )
+    drain = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="cordon and drain each node around its change (default: when the cluster has a Kubernetes API)",
+    )
+    drain_timeout = serializers.IntegerField(
+        min_value=10, max_value=86_400, default=600, help_text="seconds a node's drain may take"
+    )
+    delete_emptydir_data = serializers.BooleanField(default=False, help_text="evict pods with emptyDir volumes too")
     start = serializers.BooleanField(default=False, help_text="start at once")
 
     def validate(self, attrs):
@@ -90,6 +101,11 @@ class RolloutInputSerializer(serializers.Serializer):
         except StrategyError as exc:
             errors[exc.field] = [str(exc)]
             window = None
+        has_api = attrs["cluster"].has_kube_api
+        if attrs.get("drain") is None:
+            attrs["drain"] = has_api
+        elif attrs["drain"] and not has_api:
+            errors["drain"] = [f"cluster {attrs['cluster'].name} has no Kubernetes API to cordon and drain through"]
         if errors:
             raise serializers.ValidationError(errors)
         attrs["strategy"] = Strategy(
@@ -147,6 +163,9 @@ class PreviewSerializer(serializers.Serializer):
 
 class OperationSerializer(serializers.ModelSerializer):
     node = serializers.CharField(source="node.name", read_only=True)
+    activity = serializers.SerializerMethodField(
+        help_text="What a running operation is doing, in words: cordoning, draining, applying, verifying, uncordoning."
+    )
 
     class Meta:
         model = NodeOperation
@@ -157,8 +176,11 @@ class OperationSerializer(serializers.ModelSerializer):
             "wave",
             "state",
             "step",
+            "activity",
             "wake_at",
             "deadline",
+            "cordoned",
+            "drain_state",
             "expected_mode",
             "before_mode",
             "before_flags",
@@ -176,6 +198,9 @@ class OperationSerializer(serializers.ModelSerializer):
             "duration_seconds",
         ]
         read_only_fields = fields
+
+    def get_activity(self, op) -> str:
+        return activity(op.state, op.step, op.drain_state, op.verify_state)
 
 
 class RolloutSerializer(serializers.ModelSerializer):
@@ -217,6 +242,9 @@ class RolloutSerializer(serializers.ModelSerializer):
             "pause_after_canary",
             "window",
             "busy_policy",
+            "drain",
+            "drain_timeout",
+            "delete_emptydir_data",
             "selector",
             "predicted_seconds",
             "created_by",

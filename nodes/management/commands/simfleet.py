@@ -10,13 +10,15 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from nodes import importing
+from nodes import importing, services
+from nodes.models import Cluster
 from simfleet.fleet import DEFAULT_DOCKER_URL, DOCKER_SOCK, ENGINES, Fleet, dockerd_available
 from simfleet.spec import SpecError, load_spec
 
 
 def register(fleet: Fleet) -> int:
-    """Create or update the fleet's clusters and nodes, with their endpoints, in the inventory."""
+    """Create or update the fleet's clusters and nodes, with their endpoints, in the inventory, and
+    the connection to each simulated Kubernetes API."""
     clusters = [
         {
             "name": name,
@@ -29,7 +31,16 @@ def register(fleet: Fleet) -> int:
         {"cluster": n.spec.cluster, "name": n.spec.name, "docker_endpoint": fleet.endpoint(n), "labels": n.spec.labels}
         for n in fleet.nodes
     ]
-    return importing.nodes_import(actor="command:simfleet", nodes=nodes, clusters=clusters).total
+    total = importing.nodes_import(actor="command:simfleet", nodes=nodes, clusters=clusters).total
+    for cluster in fleet.clusters.values():
+        services.cluster_update(
+            actor="command:simfleet",
+            cluster=Cluster.objects.get(name=cluster.name),
+            kube_api_server=fleet.api_url(cluster),
+            kube_ca_cert=fleet.kube_ca,
+            kube_token=cluster.token,
+        )
+    return total
 
 
 class Command(BaseCommand):
@@ -66,6 +77,8 @@ class Command(BaseCommand):
             loop = asyncio.get_running_loop()
             count = await loop.run_in_executor(None, register, fleet)
             self.stderr.write(f"registered {count} nodes in the inventory")
+        for cluster in fleet.clusters.values():
+            self.stdout.write(f"simfleet kubeconfig {cluster.name}: {fleet.kubeconfig_path(cluster)}")
         self.stdout.write(f"simfleet ready: {len(fleet.nodes)} nodes")
         sys.stdout.flush()
         stop = asyncio.Event()

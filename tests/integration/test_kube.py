@@ -1,0 +1,319 @@
+"""The Kubernetes API: simfleet's simulated API checked with kubectl, cluster sync (paging, an
+expired continue token), and rollouts that cordon, drain and uncordon around each change."""
+
+import io
+import shutil
+import subprocess
+import time
+
+import pytest
+from django.core.management import call_command
+
+from core.models import AuditEvent
+from drivers.docker_engine import DockerEngineDriver
+from nodes.access import endpoint_for
+from nodes.kubesync import cluster_sync
+from nodes.management.commands.simfleet import register
+from nodes.models import Cluster, Node
+from rollout import transitions
+from rollout.models import NodeOperation
+from rollout.strategy import Strategy
+from simfleet.spec import parse_spec
+from tests.rollout_driver import drive, run_operation
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ISOLATED_16 = {"enable-cri": "false"}
+
+
+@pytest.fixture(autouse=True)
+def fast(settings):
+    settings.PIDNS_VERIFY_POLL = 0.05
+    settings.PIDNS_VERIFY_TIMEOUT = 10
+    settings.PIDNS_DRIVER_TIMEOUT = 5
+
+
+def kube_spec(count=3, workloads=(), name="kc", **group):
+    return parse_spec(
+        {
+            "clusters": [
+                {
+                    "name": name,
+                    "plan": "proposal",
+                    "kubernetes": True,
+                    "workloads": list(workloads),
+                    "nodes": [
+                        {
+                            "name": f"{name}-{{i}}",
+                            "count": count,
+                            "kubelet_version": "v1.6.4",
+                            "docker_version": "1.12.6",
+                            "kubelet_flags": ISOLATED_16,
+                            **group,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+
+@pytest.fixture
+def kube_sim(run_fleet):
+    def make(count=3, workloads=(), register_it=True, **group):
+        fleet = run_fleet(kube_spec(count, workloads, **group), sync_interval=0.05)
+        if register_it:
+            register(fleet)
+            call_command("audit", quiet=True, stdout=io.StringIO())
+        return fleet, fleet.clusters["kc"]
+
+    return make
+
+
+def create(cluster, intent="shared", **options):
+    strategy = {k: options.pop(k) for k in list(options) if k in Strategy.__dataclass_fields__}
+    rollout = transitions.rollout_create(
+        actor="user:test", name="r", cluster=cluster, intent=intent, strategy=Strategy(**strategy), **options
+    )
+    return transitions.rollout_start(actor="user:test", rollout=rollout)
+
+
+def pod_modes(fleet, sim_cluster) -> dict[str, str]:
+    """Each pod's mode on the engines, by pod name, over the cluster's nodes."""
+    driver = DockerEngineDriver(poll_interval=0.05)
+    modes = {}
+    for node in Node.objects.filter(cluster__name=sim_cluster.name):
+        for pod in driver.poll(endpoint_for(node)).pods:
+            modes[pod.name] = pod.mode
+    return modes
+
+
+# --- kubectl against the simulator ----------------------------------------------------------------
+
+KUBECTL = shutil.which("kubectl")
+
+
+def kubectl(fleet, cluster, *args, timeout=90):
+    config = fleet.kubeconfig_path(cluster)
+    return subprocess.run(  # noqa: S603
+        [KUBECTL, "--kubeconfig", str(config), "--cache-dir", str(config.parent / "cache"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+def test_kubectl_gets_cordons_drains_and_uncordons_the_simulated_cluster(kube_sim):
+    fleet, cluster = kube_sim(
+        3,
+        [
+            {"kind": "Deployment", "name": "web", "replicas": 4, "max_unavailable": 1},
+            {"kind": "Deployment", "name": "cache", "replicas": 2, "empty_dir": True},
+            {"kind": "DaemonSet", "name": "agent"},
+        ],
+        register_it=False,
+    )
+    nodes = kubectl(fleet, cluster, "get", "nodes", "-o", "wide")
+    assert nodes.returncode == 0, nodes.stderr
+    lines = nodes.stdout.splitlines()
+    assert lines[0].split()[:5] == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    assert [line.split()[4] for line in lines[1:]] == ["v1.6.4"] * 3
+    assert all("docker://1.12.6" in line for line in lines[1:])
+
+    on_first = kubectl(fleet, cluster, "get", "pods", "--field-selector", "spec.nodeName=kc-01", "-o", "name")
+    assert on_first.returncode == 0, on_first.stderr
+    expected = sorted(f"pod/{p.name}" for p in cluster.pods_on("kc-01"))
+    assert sorted(on_first.stdout.split()) == expected and len(expected) >= 2
+
+    assert kubectl(fleet, cluster, "cordon", "kc-02").returncode == 0
+    assert cluster.unschedulable["kc-02"]
+    drained = kubectl(
+        fleet, cluster, "drain", "kc-02", "--ignore-daemonsets", "--delete-emptydir-data", "--force", "--timeout", "60s"
+    )
+    assert drained.returncode == 0, drained.stderr
+    assert "drained" in drained.stdout
+    left = cluster.pods_on("kc-02")
+    assert [p.workload.kind for p in left] == ["DaemonSet"]  # only the DaemonSet's pod stays
+    status = kubectl(fleet, cluster, "get", "node", "kc-02", "--no-headers")
+    assert "SchedulingDisabled" in status.stdout
+    time.sleep(0.5)  # the evicted pods' controllers recreate them on schedulable nodes
+    assert sum(1 for p in cluster.pods.values() if p.workload.name == "web") == 4
+    assert all(p.node != "kc-02" for p in cluster.pods.values() if p.workload.kind == "Deployment")
+
+    assert kubectl(fleet, cluster, "uncordon", "kc-02").returncode == 0
+    assert not cluster.unschedulable["kc-02"]
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+def test_kubectl_drain_blocked_by_a_disruption_budget_times_out(kube_sim):
+    fleet, cluster = kube_sim(2, [{"kind": "Deployment", "name": "stuck", "replicas": 2, "max_unavailable": 0}])
+    started = time.monotonic()
+    drained = kubectl(fleet, cluster, "drain", "kc-01", "--ignore-daemonsets", "--timeout", "3s")
+    assert drained.returncode != 0
+    assert "disruption budget" in drained.stderr and "global timeout reached: 3s" in drained.stderr
+    assert time.monotonic() - started >= 3
+    assert cluster.refused_evictions >= 1 and cluster.evictions == 0
+    assert cluster.unschedulable["kc-01"]  # kubectl cordons first and leaves it so
+
+
+# --- sync -------------------------------------------------------------------------------------------
+
+
+def test_sync_pages_through_5000_nodes_and_relists_after_an_expired_continue_token(kube_sim):
+    fleet, sim_cluster = kube_sim(5000, [], register_it=False, pods=0)
+    cluster = Cluster.objects.create(
+        name="kc", kube_api_server=fleet.api_url(sim_cluster), kube_ca_cert=fleet.kube_ca, kube_token=sim_cluster.token
+    )
+    requests = []
+    original = sim_cluster.__class__.node_json
+
+    def node_json(self, name):
+        if name == "kc-2501" and not requests:
+            requests.append("expired")
+            self.continue_epoch += 1  # as if etcd compacted the list's revision mid-way
+        return original(self, name)
+
+    sim_cluster.__class__.node_json = node_json
+    try:
+        pages = []
+        result = cluster_sync(actor="user:test", cluster=cluster, page_size=500, progress=pages.append)
+    finally:
+        sim_cluster.__class__.node_json = original
+    assert requests == ["expired"]
+    assert result.listed == 5000 and result.created == 5000
+    assert Node.objects.filter(cluster=cluster, in_cluster=True).count() == 5000
+    node = Node.objects.get(cluster=cluster, name="kc-0001")
+    assert (node.kubelet_version, node.container_runtime, node.runtime_version) == ("v1.6.4", "docker", "1.12.6")
+    assert node.docker_endpoint == fleet.endpoint(fleet.node("kc", "kc-0001"))
+    assert node.ready is True and node.cordoned is False and node.desired_flags is None
+    assert pages[-1] == 5000 and len(pages) >= 10
+
+
+def test_sync_marks_nodes_that_left_and_keeps_what_an_operator_set(kube_sim):
+    fleet, sim_cluster = kube_sim(3)
+    cluster = Cluster.objects.get(name="kc")
+    Node.objects.create(cluster=cluster, name="gone-node", kubelet_version="v1.6.4", runtime_version="1.12.6")
+    sim_cluster.set_unschedulable("kc-02", True)
+    result = call_command_output("cluster_sync", "kc")
+    assert "3 nodes listed" in result and "1 left the cluster" in result
+    gone = Node.objects.get(name="gone-node")
+    assert gone.in_cluster is False and gone.left_cluster_at is not None
+    assert Node.objects.get(name="kc-02").cordoned is True
+    event = AuditEvent.objects.filter(verb="sync", object_type="cluster").latest("id")
+    assert event.after["left"] == 1 and "gone-node" in event.after["left_nodes"]
+    assert sim_cluster.token not in str(event.after)
+
+
+def call_command_output(*args) -> str:
+    out, err = io.StringIO(), io.StringIO()
+    call_command(*args, stdout=out, stderr=err)
+    return out.getvalue() + err.getvalue()
+
+
+def test_runtime_versions_split_into_runtime_and_version():
+    from drivers.kube import runtime_of
+
+    assert runtime_of("docker://1.12.6") == ("docker", "1.12.6")
+    assert runtime_of("containerd://1.7.2") == ("containerd", "1.7.2")
+    assert runtime_of("cri-o://1.28.1") == ("cri-o", "1.28.1")
+    assert runtime_of("1.12.6") == ("", "1.12.6")
+
+
+# --- rollouts that drain ---------------------------------------------------------------------------
+
+
+def test_a_drained_rollout_respects_the_budget_and_ends_with_every_pod_in_the_new_mode(kube_sim):
+    fleet, sim_cluster = kube_sim(
+        30,
+        [
+            {"kind": "Deployment", "name": "web", "replicas": 30, "max_unavailable": 1},
+            {"kind": "DaemonSet", "name": "agent"},
+        ],
+    )
+    cluster = Cluster.objects.get(name="kc")
+    assert cluster.has_kube_api
+    assert set(pod_modes(fleet, sim_cluster).values()) == {"isolated"}
+    rollout = create(cluster, drain=True, canary_count=1, batch_size=10, max_unavailable=5)
+    rollout = drive(rollout, max_seconds=120)
+    assert rollout.status == "succeeded", rollout.reason
+    assert sim_cluster.unavailable_peak["web"] <= 1  # the budget held: never two web pods down
+    assert sim_cluster.evictions >= 30 and sim_cluster.refused_evictions > 0  # the budget was tested
+    assert not any(sim_cluster.unschedulable.values())  # every node schedulable again
+    assert not Node.objects.filter(cluster=cluster, cordoned_by_service=True).exists()
+    time.sleep(0.5)
+    modes = pod_modes(fleet, sim_cluster)
+    assert len(modes) == 60 and set(modes.values()) == {"shared"}
+    ops = NodeOperation.objects.filter(rollout=rollout)
+    assert all(op.drain_state.get("uncordoned_at") and op.cordoned is False for op in ops)
+    assert AuditEvent.objects.filter(verb="node-cordoned").count() == 30
+    assert AuditEvent.objects.filter(verb="node-uncordoned").count() == 30
+
+
+def test_a_budget_that_never_allows_eviction_fails_the_drain_and_uncordons(kube_sim):
+    fleet, sim_cluster = kube_sim(2, [{"kind": "Deployment", "name": "stuck", "replicas": 2, "max_unavailable": 0}])
+    cluster = Cluster.objects.get(name="kc")
+    rollout = create(
+        cluster, drain=True, drain_timeout=3, canary_count=0, batch_size=2, max_unavailable=2, max_failures=5
+    )
+    started = time.monotonic()
+    rollout = drive(rollout, max_seconds=60)
+    ops = list(NodeOperation.objects.filter(rollout=rollout, phase="forward"))
+    assert {op.error_code for op in ops} == {"drain-timeout"}, [
+        (op.state, op.skip_reason, rollout.status, rollout.reason) for op in ops
+    ]
+    assert "within 3s" in ops[0].error and "stuck-" in ops[0].error
+    assert time.monotonic() - started >= 3
+    assert not any(sim_cluster.unschedulable.values())  # both uncordoned
+    assert rollout.status == "succeeded" and "2 failed" in rollout.reason  # within the failure budget of 5
+    assert all(op.changed is False for op in ops)  # the nodes' flags were never written
+
+
+def test_a_node_an_operator_cordoned_stays_cordoned(kube_sim):
+    fleet, sim_cluster = kube_sim(2, [{"kind": "Deployment", "name": "web", "replicas": 2}])
+    sim_cluster.set_unschedulable("kc-01", True)
+    cluster = Cluster.objects.get(name="kc")
+    rollout = drive(create(cluster, drain=True, canary_count=0, batch_size=2, max_unavailable=2))
+    assert rollout.status == "succeeded", rollout.reason
+    assert sim_cluster.unschedulable == {"kc-01": True, "kc-02": False}
+    op = NodeOperation.objects.get(rollout=rollout, node__name="kc-01")
+    assert op.drain_state.get("operator_cordoned") is True
+
+
+def test_abort_while_draining_cancels_and_uncordons(kube_sim):
+    fleet, sim_cluster = kube_sim(1, [{"kind": "Deployment", "name": "stuck", "replicas": 1, "max_unavailable": 0}])
+    cluster = Cluster.objects.get(name="kc")
+    rollout = create(cluster, drain=True, drain_timeout=600, canary_count=1)
+    deadline = time.monotonic() + 20
+    from rollout import advancer
+    from tests.rollout_driver import due_operations, step
+
+    while time.monotonic() < deadline:
+        advancer.rollout_advance(rollout_id=rollout.pk)
+        for op_id in due_operations(rollout):
+            step(op_id)
+        op = NodeOperation.objects.filter(rollout=rollout).first()
+        if op.step == "drain" and op.drain_state.get("waiting"):
+            break
+        time.sleep(0.05)
+    assert sim_cluster.unschedulable["kc-01"] and op.cordoned
+    transitions.rollout_abort(actor="user:test", rollout=rollout)
+    op = run_operation(op.pk)  # its next drain step finds the rollout stopped
+    rollout.refresh_from_db()
+    assert rollout.status == "aborted"
+    assert op.state == "cancelled" and op.changed is False
+    assert not sim_cluster.unschedulable["kc-01"]
+    assert not Node.objects.get(name="kc-01").cordoned_by_service
+
+
+def test_without_a_drain_running_pods_keep_their_mode_and_the_audit_reports_drift(kube_sim, settings):
+    settings.PIDNS_VERIFY_TIMEOUT = 2
+    fleet, sim_cluster = kube_sim(1, [{"kind": "Deployment", "name": "web", "replicas": 2}])
+    cluster = Cluster.objects.get(name="kc")
+    rollout = drive(create(cluster, drain=False, canary_count=1, auto_rollback=False, max_failures=1))
+    op = NodeOperation.objects.get(rollout=rollout)
+    assert op.error_code == "verify-timeout"  # a kubelet restart left the running pods isolated
+    assert set(pod_modes(fleet, sim_cluster).values()) == {"isolated"}
+    call_command("audit", quiet=True, stdout=io.StringIO())
+    node = Node.objects.get(name="kc-01")
+    assert node.drift and node.observed_pid_namespace == "isolated"
