@@ -127,10 +127,13 @@ class KubeClient:
             return fn(*args, _request_timeout=TIMEOUT, **kwargs)
         except ApiException as exc:
             raise DriverError(KUBE_API_ERROR, _api_message(exc), {"status": exc.status}) from None
-        except SSLError as exc:
-            raise DriverError(ErrorCode.TLS, f"TLS verification of the Kubernetes API failed: {_short(exc)}") from None
         except (Urllib3Error, OSError) as exc:
-            raise DriverError(ErrorCode.UNREACHABLE, f"the Kubernetes API did not answer: {_short(exc)}") from None
+            reason = getattr(exc, "reason", None) or exc  # urllib3 wraps the cause in MaxRetryError
+            if isinstance(reason, SSLError) or isinstance(exc, SSLError):
+                raise DriverError(
+                    ErrorCode.TLS, f"TLS verification of the Kubernetes API failed: {_short(reason)}"
+                ) from None
+            raise DriverError(ErrorCode.UNREACHABLE, f"the Kubernetes API did not answer: {_short(reason)}") from None
 
     # --- nodes
 

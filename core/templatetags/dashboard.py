@@ -14,6 +14,14 @@ def flags(value) -> str:
 
 
 @register.filter
+def activity(op) -> str:
+    """What a running operation is doing, in words (cordoning, draining, restarting, ...)."""
+    from rollout.states import activity as words
+
+    return words(op.state, op.step, op.drain_state, op.verify_state)
+
+
+@register.filter
 def get_item(mapping, key):
     """``mapping[key]`` in a template (None when absent)."""
     return mapping.get(key) if hasattr(mapping, "get") else None

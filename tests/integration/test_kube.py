@@ -317,3 +317,104 @@ def test_without_a_drain_running_pods_keep_their_mode_and_the_audit_reports_drif
     call_command("audit", quiet=True, stdout=io.StringIO())
     node = Node.objects.get(name="kc-01")
     assert node.drift and node.observed_pid_namespace == "isolated"
+
+
+# --- the API -----------------------------------------------------------------------------------------
+
+CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def test_a_cluster_api_connection_keeps_its_secrets_write_only(clients):
+    admin = clients["admin"]
+    body = {
+        "name": "k",
+        "plan": "proposal",
+        "kube_api_server": "https://10.0.0.1:6443/",
+        "kube_ca_cert": CA,
+        "kube_token": "s3cret-token",
+        "kube_endpoint_template": "tcp://{InternalIP}:2376",
+    }
+    response = admin.post("/api/v1/clusters/", body, format="json")
+    assert response.status_code == 201, response.json()
+    shown = response.json()
+    assert "kube_token" not in shown and "s3cret-token" not in response.content.decode()
+    assert shown["kube_api_server"] == "https://10.0.0.1:6443"
+    assert shown["kube_api"] == {"configured": True, "credentials": "token", "synced_at": None, "sync_error": ""}
+    assert "s3cret-token" not in clients["viewer"].get("/api/v1/clusters/k/").content.decode()
+    assert not AuditEvent.objects.filter(after__icontains="s3cret").exists()
+    assert Cluster.objects.get(name="k").kube_token == "s3cret-token"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("kube_api_server", "http://10.0.0.1:6443", "https://"),
+        ("kube_ca_cert", "not a pem", "PEM certificate"),
+        ("kube_client_key", "nope", "PEM private key"),
+        ("kube_endpoint_template", "tcp://{Secret}:2376", "unknown field 'Secret'"),
+        ("kube_endpoint_template", "http://{InternalIP}", "tcp://"),
+        ("kube_endpoint_template", "tcp://{InternalIP", "not a template"),
+    ],
+)
+def test_a_bad_api_connection_is_refused_naming_the_field(clients, field, value, words):
+    response = clients["admin"].post("/api/v1/clusters/", {"name": "k", field: value}, format="json")
+    assert response.status_code == 400
+    assert words in " ".join(response.json()[field])
+    assert not Cluster.objects.filter(name="k").exists()
+
+
+def test_sync_over_the_api_needs_an_operator_and_an_api(clients, make_cluster, celery_worker_thread):
+    make_cluster("plain")
+    assert clients["viewer"].post("/api/v1/clusters/plain/sync/").status_code == 403
+    response = clients["operator"].post("/api/v1/clusters/plain/sync/")
+    assert response.status_code == 400 and "no Kubernetes API" in response.json()["kube_api_server"][0]
+    assert clients["operator"].post("/api/v1/clusters/nowhere/sync/").status_code == 404
+
+
+def test_sync_over_the_api_runs_on_a_worker(clients, kube_sim, celery_worker_thread):
+    fleet, sim_cluster = kube_sim(3, register_it=False)
+    make = clients["admin"].post(
+        "/api/v1/clusters/",
+        {
+            "name": "kc",
+            "kube_api_server": fleet.api_url(sim_cluster),
+            "kube_ca_cert": fleet.kube_ca,
+            "kube_token": sim_cluster.token,
+        },
+        format="json",
+    )
+    assert make.status_code == 201, make.json()
+    response = clients["operator"].post("/api/v1/clusters/kc/sync/")
+    assert response.status_code == 202 and response.json() == {"cluster": "kc", "status": "queued"}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and Node.objects.filter(cluster__name="kc").count() < 3:
+        time.sleep(0.1)
+    assert sorted(Node.objects.filter(cluster__name="kc").values_list("name", flat=True)) == ["kc-01", "kc-02", "kc-03"]
+    assert clients["viewer"].get("/api/v1/clusters/kc/").json()["kube_api"]["synced_at"]
+
+
+def test_a_wrong_token_or_ca_is_a_clear_sync_error(kube_sim):
+    fleet, sim_cluster = kube_sim(1, register_it=False)
+    from nodes.kubesync import SyncError
+
+    bad_token = Cluster.objects.create(
+        name="kc", kube_api_server=fleet.api_url(sim_cluster), kube_ca_cert=fleet.kube_ca, kube_token="wrong"
+    )
+    with pytest.raises(SyncError, match="401"):
+        cluster_sync(actor="user:test", cluster=bad_token)
+    assert "401" in Cluster.objects.get(name="kc").kube_sync_error
+    no_ca = Cluster.objects.create(name="kc2", kube_api_server=fleet.api_url(sim_cluster), kube_token=sim_cluster.token)
+    with pytest.raises(SyncError, match="TLS verification"):
+        cluster_sync(actor="user:test", cluster=no_ca)
+
+
+def test_drain_on_a_cluster_without_an_api_is_refused_on_the_drain_field(clients, make_cluster, make_node):
+    cluster = make_cluster("plain")
+    make_node(cluster, "n1", flags=ISOLATED_16)
+    body = {"cluster": "plain", "intent": "shared", "drain": True}
+    response = clients["operator"].post("/api/v1/rollouts/", body, format="json")
+    assert response.status_code == 400
+    assert "no Kubernetes API" in response.json()["drain"][0]
+    body.pop("drain")
+    response = clients["operator"].post("/api/v1/rollouts/", body, format="json")
+    assert response.status_code == 202 and response.json()["drain"] is False
