@@ -344,6 +344,9 @@ PIDNS_AUDIT_MAX_ATTEMPTS = envint("PIDNS_AUDIT_MAX_ATTEMPTS", 3)
 PIDNS_VERIFY_TIMEOUT = float(env("PIDNS_VERIFY_TIMEOUT", "120"))
 PIDNS_VERIFY_POLL = float(env("PIDNS_VERIFY_POLL", "0.5"))
 PIDNS_OPERATION_MAX_ATTEMPTS = envint("PIDNS_OPERATION_MAX_ATTEMPTS", 3)
+# A drain whose evictions a disruption budget refuses tries again, at most this many seconds apart
+# (kubectl drain waits 5 s).
+PIDNS_DRAIN_RETRY_MAX = float(env("PIDNS_DRAIN_RETRY_MAX", "5"))
 # A worker holds an operation only while it runs one step, and renews the lease every third of it
 # while the step runs (rollout.leases): a dead worker's steps are taken over a lease later.
 PIDNS_OPERATION_LEASE_SECONDS = envint("PIDNS_OPERATION_LEASE_SECONDS", 15)

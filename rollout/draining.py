@@ -8,7 +8,8 @@ takes the new one. So an operation of a rollout with ``drain`` goes:
   that it cordons the node (``NodeOperation.cordoned``, ``Node.cordoned_by_service``) and then
   does.
 * ``drain``: evict the node's pods (policy/v1 Eviction), leaving DaemonSet and mirror pods; a
-  disruption budget's 429 is tried again with backoff until ``drain_timeout`` (``drain-timeout``);
+  disruption budget's 429 is tried again with backoff (up to ``PIDNS_DRAIN_RETRY_MAX`` seconds
+  apart) until ``drain_timeout`` (``drain-timeout``);
   pods with emptyDir data only when the rollout allows it, and never a pod no controller would
   recreate (``drain-refused``).
 * ``apply`` as without a drain, then ``verify`` (:func:`verify_drained`): the kubelet runs with
@@ -26,6 +27,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
 from core.events import event_record
@@ -55,7 +57,6 @@ log = logging.getLogger(__name__)
 DRAIN_TIMEOUT = "drain-timeout"
 DRAIN_REFUSED = "drain-refused"
 LEFT_ALONE = ("DaemonSet",)
-MAX_BACKOFF = 5.0
 
 
 def _may_write(op: NodeOperation) -> bool:
@@ -149,7 +150,9 @@ def _drain(op: NodeOperation, driver: Driver, worker: str) -> _Step:
     state["tries"] = state.get("tries", 0) + 1
     state["waiting"] = waiting[:20]
     return _Step(
-        step=DRAIN, wake_in=min(MAX_BACKOFF, 0.25 * 2 ** min(state["tries"], 5)), fields={"drain_state": state}
+        step=DRAIN,
+        wake_in=min(settings.PIDNS_DRAIN_RETRY_MAX, 0.25 * 2 ** min(state["tries"], 5)),
+        fields={"drain_state": state},
     )
 
 

@@ -293,3 +293,59 @@ def test_two_workers_never_claim_the_same_operation(lab, workers):
     assert set(rollout.operations.values_list("attempts", flat=True)) == {1}
     actors = set(AuditEvent.objects.filter(verb="operation-succeeded").values_list("actor", flat=True))
     assert len(actors) == 2, actors  # both workers ran operations, never the same one twice
+
+
+def test_worker_killed_mid_drain_leaves_no_node_cordoned(run_fleet, workers):
+    """SIGKILL while nodes are cordoned and draining: the next worker takes their steps over a
+    lease later, the drains finish, and every node ends uncordoned with its pods in the new mode."""
+    from simfleet.spec import parse_spec
+
+    spec = {
+        "clusters": [
+            {
+                "name": "sim",
+                "kubernetes": True,
+                "workloads": [{"kind": "Deployment", "name": "web", "replicas": 4, "max_unavailable": 1}],
+                "nodes": [node_group("k-{i}", count=4, kubelet_flags=ISOLATED_16)],
+            }
+        ]
+    }
+    fleet = run_fleet(parse_spec(spec), sync_interval=0.05)
+    sim_cluster = fleet.clusters["sim"]
+    sim_cluster.recreate_delay = 2.0  # a budget that holds each drain for a while
+    register(fleet)
+    call_command("audit", quiet=True, stdout=io.StringIO())
+    first = workers("first")
+    rollout = services.rollout_create(
+        actor="user:test",
+        name="drain",
+        cluster=Cluster.objects.get(name="sim"),
+        intent="shared",
+        strategy=Strategy(canary_count=0, batch_size=4, max_unavailable=4),
+        drain=True,
+        drain_timeout=120,
+    )
+    rollout = services.rollout_start(actor="user:test", rollout=rollout)
+    rollout_kick(rollout.pk)
+    draining = rollout.operations.filter(step="drain", cordoned=True, drain_state__has_key="waiting")
+    assert wait_until(draining.exists, 60), describe(rollout)
+    first.kill()
+    cordoned_at_kill = list(rollout.operations.filter(cordoned=True, state="running").values_list("id", flat=True))
+    assert cordoned_at_kill and any(sim_cluster.unschedulable.values())  # killed with nodes cordoned mid-drain
+    from django.utils import timezone
+
+    killed_at = timezone.now()
+    workers("second")
+    assert wait_until(
+        lambda: rollout.__class__.objects.get(pk=rollout.pk).status == "succeeded", 120, reconcile=True
+    ), describe(rollout)
+    assert not any(sim_cluster.unschedulable.values())
+    assert not Node.objects.filter(cluster__name="sim", cordoned_by_service=True).exists()
+    assert sim_cluster.unavailable_peak["web"] <= 1
+    assert rollout.operations.filter(state="succeeded").count() == 4
+    taken_over = rollout.operations.filter(pk__in=cordoned_at_kill, state="succeeded", finished_at__gt=killed_at)
+    assert taken_over.count() == len(cordoned_at_kill)  # the second worker finished what the first left
+    driver = DockerEngineDriver()
+    time.sleep(0.5)
+    for node in Node.objects.filter(cluster__name="sim"):
+        assert driver.poll(endpoint_for(node)).mode in ("shared", "unknown"), node.name
