@@ -194,7 +194,10 @@ def verify_drained(op: NodeOperation, driver: Driver, state: dict) -> _Step:
     if not expected:
         proof = [f"kubelet running with {render_args(target) or 'no managed flags'}; node Ready"]
         return _Step(action="succeed", fields={"after_flags": op.target_flags, "proof": proof, "verify_state": state})
-    bound = {pod.name for pod in kube.pods_on(node.name) if not pod.terminating}
+    pods = [pod for pod in kube.pods_on(node.name) if not pod.terminating]
+    bound = {pod.name for pod in pods}
+    if sum(1 for pod in pods if pod.owner_kind == "DaemonSet") < state.get("recreated", 0):
+        return _again(op, state, now)  # the DaemonSet pods deleted above are not back yet
     poll = driver.poll(endpoint)
     seen = {pod.name for pod in poll.pods if pod.sandbox_running}
     if not bound and not seen:

@@ -60,6 +60,18 @@ def rollouts_with_counts(queryset: QuerySet) -> QuerySet:
     )
 
 
+def running_steps(rollout: Rollout) -> dict[str, int]:
+    """How many of the rollout's running operations are at each step, in step order."""
+    from django.db.models import Count
+
+    from .states import STEPS
+
+    rows = dict(
+        rollout.operations.filter(state=OperationState.RUNNING).order_by().values_list("step").annotate(n=Count("id"))
+    )
+    return {step: rows[step] for step in STEPS if rows.get(step)}
+
+
 def rollout_counts(rollout: Rollout) -> dict[str, Any]:
     """Operations per phase and state, in one query, and the number skipped when created."""
     result: dict[str, Any] = {FORWARD: {}, ROLLBACK: {}, NOT_TARGETED: 0}

@@ -16,7 +16,7 @@ from core.events import event_record
 from nodes.models import Cluster
 
 from . import states
-from .errors import RolloutConflict
+from .errors import RolloutConflict, RolloutError
 from .models import NodeOperation, OperationState, Rollout
 from .planning import PID, Change
 from .selectors import rollout_preview
@@ -35,7 +35,7 @@ def rollout_create(
     change: Change | None = None,
     selector: dict | None = None,
     busy_policy: str = "refuse",
-    drain: bool = False,
+    drain: bool | None = None,
     drain_timeout: int = 600,
     delete_emptydir_data: bool = False,
 ) -> Rollout:
@@ -44,6 +44,10 @@ def rollout_create(
     rollout unless told to wait."""
     selector = selector or {}
     change = change or Change(PID, intent=intent)
+    if drain is None:
+        drain = cluster.has_kube_api  # pods only take a new mode when recreated
+    elif drain and not cluster.has_kube_api:
+        raise RolloutError({"drain": [f"cluster {cluster.name} has no Kubernetes API to cordon and drain through"]})
     # Serialise creations per cluster, so two requests cannot both take the same free nodes.
     list(Cluster.objects.select_for_update().filter(pk=cluster.pk).values_list("pk"))
     preview = rollout_preview(cluster=cluster, selector=selector, change=change, strategy=strategy)
@@ -156,7 +160,7 @@ def rollout_submit(*, actor: str, data: dict[str, Any], start: bool = False) -> 
         strategy=data["strategy"],
         selector=data["selector"],
         busy_policy=data["busy_policy"],
-        drain=data.get("drain") or False,
+        drain=data.get("drain"),
         drain_timeout=data.get("drain_timeout", 600),
         delete_emptydir_data=data.get("delete_emptydir_data", False),
     )

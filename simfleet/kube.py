@@ -88,15 +88,17 @@ class SimCluster:
     # --- placement
 
     def _place_initial(self) -> None:
+        """A DaemonSet's pod on every node; a Deployment's pods round-robin over the ready nodes."""
         names = sorted(self.nodes)
+        ready = [name for name in names if self.ready(name)]
         for workload in self.workloads.values():
             if workload.kind == "DaemonSet":
                 for node in names:
                     self._add(workload, node)
                 continue
             for index in range(workload.replicas):
-                if names:
-                    self._add(workload, names[index % len(names)])
+                if ready:
+                    self._add(workload, ready[index % len(ready)])
 
     def _pod_name(self, workload: WorkloadSpec) -> str:
         if workload.kind == "DaemonSet":

@@ -22,7 +22,12 @@ pytestmark = pytest.mark.slow
 def quickstart(tmp_path):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL")}
-    env.update(PIDNS_VAR_DIR=str(tmp_path / "var"), PIDNS_ROLLOUT_RECONCILE_INTERVAL="1", PIDNS_VERIFY_POLL="0.1")
+    env.update(
+        PIDNS_VAR_DIR=str(tmp_path / "var"),
+        PIDNS_ROLLOUT_RECONCILE_INTERVAL="1",
+        PIDNS_VERIFY_POLL="0.1",
+        PIDNS_DRAIN_RETRY_MAX="0.5",
+    )
     log = open(tmp_path / "quickstart.log", "w+")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(  # noqa: S603
         [sys.executable, "manage.py", "quickstart", "--addr", f"127.0.0.1:{port}", "--engine", "fake"],
@@ -40,6 +45,7 @@ def quickstart(tmp_path):
         session = requests.Session()
         session.headers["Authorization"] = f"Token {token}"
         session.base = f"{base}/api/v1"
+        session.log = tmp_path / "quickstart.log"
         yield session
     finally:
         process.send_signal(signal.SIGINT)
@@ -94,10 +100,19 @@ def test_rollout_then_audit_finds_no_drift_and_rollback_puts_the_nodes_back(quic
     assert rollout["status"] == "succeeded", rollout["reason"]
     changed = [op["node"] for op in rollout["operations"] if op["state"] == "succeeded"]
     assert changed, rollout["operations"]
+    # The demo cluster has a Kubernetes API (discovered by the quick start's cluster sync): each
+    # node was cordoned, drained and uncordoned around its change.
+    log = api.log.read_text()
+    assert "cluster sync lab-upstream: 3 nodes listed" in log and "kubectl --kubeconfig" in log
+    assert rollout["drain"] is True
+    for op in rollout["operations"]:
+        if op["state"] == "succeeded":
+            assert op["drain_state"]["drained_at"] and op["drain_state"]["uncordoned_at"], op
 
     # Right after the rollout, before any audit: the inventory reads what the rollout did.
     after = nodes(api, "lab-upstream")
     for name in changed:
+        assert after[name]["cordoned"] is False and after[name]["in_cluster"] is True, after[name]
         assert after[name]["observed_pid_namespace"] == "shared", after[name]
         assert after[name]["kubelet_flags"] == after[name]["desired_flags"], after[name]
         assert not after[name]["drift"]

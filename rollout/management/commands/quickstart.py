@@ -25,6 +25,7 @@ from config.celery import worker_argv
 from core.progress import ProgressLine
 from core.roles import ADMIN, role_set
 from nodes import audits
+from nodes.kubesync import SyncError, cluster_sync
 from nodes.models import Cluster
 from nodes.tasks import audit_enqueue
 from rollout import transitions
@@ -62,6 +63,7 @@ class Command(BaseCommand):
         previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             engine = self._start_fleet(engine)
+            self._sync_clusters()
             self._start_celery()
             self._first_audit()
             rollout = demo_rollout()
@@ -116,7 +118,11 @@ class Command(BaseCommand):
             text=True,
         )
         deadline = time.monotonic() + 180
+        self.kubeconfigs: dict[str, str] = {}
         for line in child.stdout:
+            if line.startswith("simfleet kubeconfig "):
+                name, _, path = line.removeprefix("simfleet kubeconfig ").rstrip().partition(": ")
+                self.kubeconfigs[name] = path
             if line.startswith("simfleet ready"):
                 self.stdout.write(line.rstrip())
                 break
@@ -127,6 +133,16 @@ class Command(BaseCommand):
         # Keep draining its output so it never blocks on a full pipe.
         threading.Thread(target=lambda: [None for _ in child.stdout], daemon=True).start()
         return engine
+
+    def _sync_clusters(self) -> None:
+        """Discover the demo clusters' nodes from their Kubernetes APIs, as an operator would."""
+        for cluster in Cluster.objects.exclude(kube_api_server="").order_by("name"):
+            try:
+                result = cluster_sync(actor="command:quickstart", cluster=cluster)
+            except SyncError as exc:
+                self.stderr.write(f"cluster sync {cluster.name}: {exc}")
+                continue
+            self.stdout.write(f"cluster sync {cluster.name}: {result}")
 
     def _start_celery(self) -> None:
         self._spawn(*worker_argv(concurrency=4))
@@ -167,6 +183,17 @@ class Command(BaseCommand):
             *(
                 [f"  a draft rollout to try in the dashboard (press Start): {url}rollouts/{rollout.pk}/"]
                 if rollout
+                else []
+            ),
+            *(
+                [
+                    "  each demo cluster has a Kubernetes API; rollouts cordon, drain and uncordon its nodes:",
+                    *(
+                        f"    kubectl --kubeconfig {path} get nodes"
+                        for name, path in sorted(getattr(self, "kubeconfigs", {}).items())
+                    ),
+                ]
+                if getattr(self, "kubeconfigs", None)
                 else []
             ),
             "  before upgrading lab-gates' kubelets to 1.19 (a gate they run with is removed there):",

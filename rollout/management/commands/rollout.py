@@ -23,6 +23,7 @@ from rollout.api.serializers import RolloutInputSerializer
 from rollout.errors import RolloutError
 from rollout.models import ROLLOUT_FINAL_STATES, Rollout, RolloutStatus
 from rollout.selectors import progress_of
+from rollout.states import STEP_WORDS
 from rollout.tasks import rollout_kick
 
 ACTOR = "command:rollout"
@@ -95,6 +96,16 @@ class Command(BaseCommand):
             p.add_argument("--pause-after-canary", action="store_true")
             p.add_argument("--window", help="[DAYS] HH:MM-HH:MM [TZ]")
             p.add_argument("--wait-busy", action="store_true", help="wait for nodes busy in another rollout")
+            drain = p.add_mutually_exclusive_group()
+            drain.add_argument(
+                "--drain",
+                action="store_true",
+                default=None,
+                help="cordon and drain each node around its change (default when the cluster has a Kubernetes API)",
+            )
+            drain.add_argument("--no-drain", dest="drain", action="store_false", help="change nodes without a drain")
+            p.add_argument("--drain-timeout", type=int, default=600, help="seconds a node's drain may take")
+            p.add_argument("--delete-emptydir-data", action="store_true", help="evict pods with emptyDir volumes too")
             if name == "create":
                 p.add_argument("--start", action="store_true")
                 p.add_argument("--follow", action="store_true")
@@ -146,6 +157,9 @@ class Command(BaseCommand):
             "pause_after_canary": options["pause_after_canary"],
             "window": _window(options["window"]),
             "busy_policy": "wait" if options["wait_busy"] else "refuse",
+            "drain": options["drain"],
+            "drain_timeout": options["drain_timeout"],
+            "delete_emptydir_data": options["delete_emptydir_data"],
         }
         serializer = RolloutInputSerializer(data=data)
         if not serializer.is_valid():
@@ -203,6 +217,9 @@ class Command(BaseCommand):
                 f"{rollout.status}, wave {rollout.current_wave}, {forward.finished}/{forward.total} done, "
                 f"{forward.failed} failed, {forward.in_flight} in flight"
             )
+            steps = selectors.running_steps(rollout)
+            if steps:
+                text += " (" + ", ".join(f"{n} {STEP_WORDS.get(step, step)}" for step, n in steps.items()) + ")"
             if back:
                 text += f"; rollback {back.get('succeeded', 0)}/{sum(back.values())}"
             line.show(text)
