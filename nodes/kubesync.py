@@ -10,6 +10,7 @@ stays.
 
 from __future__ import annotations
 
+import json
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,9 @@ SYNCED_FIELDS = (
     "docker_endpoint",
 )
 BATCH = 500
+MAX_VALUE_GROUPS = 50
+# The facts the decision columns are derived from.
+FACT_FIELDS = {"kubelet_version", "container_runtime", "runtime_version"}
 
 
 class SyncError(Exception):
@@ -103,7 +107,7 @@ def cluster_sync(
     seen: set[str] = set()
     created = updated = 0
     new_rows: list[Node] = []
-    changed_rows: list[Node] = []
+    changed_rows: list[tuple[tuple[str, ...], Node]] = []
     try:
         for listed in kube_client(cluster).list_nodes(page_size=page_size):
             seen.add(listed.name)
@@ -119,11 +123,14 @@ def cluster_sync(
             else:
                 if not values["docker_endpoint"]:
                     values["docker_endpoint"] = node.docker_endpoint  # keep what an operator set
-                if any(getattr(node, name) != value for name, value in values.items()):
-                    for name, value in values.items():
-                        setattr(node, name, value)
-                    _decide(node, cluster)
-                    changed_rows.append(node)
+                changed = tuple(name for name, value in values.items() if getattr(node, name) != value)
+                if changed:
+                    for name in changed:
+                        setattr(node, name, values[name])
+                    if set(changed) & FACT_FIELDS:
+                        _decide(node, cluster)
+                        changed += DECISION_COLUMNS
+                    changed_rows.append((changed, node))
             if progress and len(seen) % page_size == 0:
                 progress(len(seen))
     except DriverError as exc:
@@ -135,10 +142,7 @@ def cluster_sync(
         for start in range(0, len(new_rows), BATCH):
             Node.objects.bulk_create(new_rows[start : start + BATCH])
         created = len(new_rows)
-        fields = [*SYNCED_FIELDS, *DECISION_COLUMNS, "updated_at"]
-        for node in changed_rows:
-            node.updated_at = now
-        Node.objects.bulk_update(changed_rows, fields, batch_size=BATCH)
+        _write_changes(changed_rows, now)
         updated = len(changed_rows)
         left = Node.objects.filter(cluster=cluster, name__in=gone).update(
             in_cluster=False, left_cluster_at=now, ready=None, updated_at=now
@@ -162,6 +166,29 @@ def cluster_sync(
     if progress:
         progress(len(seen))
     return result
+
+
+def _write_changes(changed_rows: list[tuple[tuple[str, ...], Node]], now) -> None:
+    """Write the changed nodes. Syncs mostly bring many nodes the same change (a cordon, a Ready
+    flip, an upgrade): nodes that changed the same fields to the same values take one UPDATE per
+    1,000; when the changes are too varied for that, one bulk update per set of changed fields."""
+    same: dict[tuple[tuple[str, ...], str], list[Node]] = {}
+    for changed, node in changed_rows:
+        node.updated_at = now
+        values = json.dumps([getattr(node, name) for name in changed], sort_keys=True, default=str)
+        same.setdefault((changed, values), []).append(node)
+    if len(same) <= MAX_VALUE_GROUPS:
+        for (changed, _), rows in same.items():
+            values = {name: getattr(rows[0], name) for name in changed}
+            for start in range(0, len(rows), 1000):
+                ids = [node.pk for node in rows[start : start + 1000]]
+                Node.objects.filter(pk__in=ids).update(**values, updated_at=now)
+        return
+    by_fields: dict[tuple[str, ...], list[Node]] = {}
+    for changed, node in changed_rows:
+        by_fields.setdefault(changed, []).append(node)
+    for changed, rows in by_fields.items():
+        Node.objects.bulk_update(rows, [*changed, "updated_at"], batch_size=BATCH)
 
 
 def _decide(node: Node, cluster: Cluster) -> None:

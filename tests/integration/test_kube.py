@@ -442,3 +442,23 @@ def test_drain_on_a_cluster_without_an_api_is_refused_on_the_drain_field(clients
     body.pop("drain")
     response = clients["operator"].post("/api/v1/rollouts/", body, format="json")
     assert response.status_code == 202 and response.json()["drain"] is False
+
+
+def test_a_sync_writes_varied_changes_node_by_node_and_like_changes_together(kube_sim):
+    import dataclasses
+
+    fleet, sim_cluster = kube_sim(60, [], register_it=False, pods=0)
+    cluster = Cluster.objects.create(
+        name="kc", kube_api_server=fleet.api_url(sim_cluster), kube_ca_cert=fleet.kube_ca, kube_token=sim_cluster.token
+    )
+    assert cluster_sync(actor="user:test", cluster=cluster).created == 60
+    for index, node in enumerate(fleet.nodes):  # every node relabelled differently (more than 50 kinds)
+        node.spec = dataclasses.replace(node.spec, labels={"rack": f"r{index}"})
+    assert cluster_sync(actor="user:test", cluster=cluster).updated == 60
+    assert Node.objects.get(name="kc-07").labels["rack"] == "r6"
+    for name in sim_cluster.nodes:  # the same change everywhere
+        sim_cluster.set_unschedulable(name, True)
+    assert cluster_sync(actor="user:test", cluster=cluster).updated == 60
+    assert Node.objects.filter(cluster=cluster, cordoned=True).count() == 60
+    assert Node.objects.get(name="kc-07").labels["rack"] == "r6"
+    assert cluster_sync(actor="user:test", cluster=cluster).updated == 0
