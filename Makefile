@@ -38,6 +38,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/bench_rollout.py
 	$(BIN)/python bench/bench_overview.py
 	$(BIN)/python bench/bench_gates.py
+	$(BIN)/python bench/bench_sync.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis

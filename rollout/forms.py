@@ -23,8 +23,10 @@ TEXT_FIELDS = (
     "soak_seconds",
     "max_failures",
     "busy_policy",
+    "drain",
+    "drain_timeout",
 )
-CHECKBOXES = ("auto_rollback", "pause_after_canary", "start")
+CHECKBOXES = ("auto_rollback", "pause_after_canary", "delete_emptydir_data", "start")
 # Where each error of the API's input lands in the form (by the form field's name).
 ERROR_FIELDS = {
     "selector.labels": "labels",
@@ -45,6 +47,8 @@ INITIAL = {
     "soak_seconds": "0",
     "max_failures": "0",
     "busy_policy": "refuse",
+    "drain": "",
+    "drain_timeout": "600",
     "auto_rollback": True,
     "window_tz": "UTC",
 }

@@ -171,6 +171,8 @@ def test_preview_shows_waves_skips_and_duration_and_writes_nothing(east):
         ({"window_start": "22:00", "window_end": "04:00", "window_tz": "Mars/Olympus"}, "window", "time zone"),
         ({"cluster": "nowhere"}, "cluster", "does not exist"),
         ({"intent": "sideways"}, "intent", "not a valid choice"),
+        ({"drain": "true"}, "drain", "has no Kubernetes API"),
+        ({"drain_timeout": "5"}, "drain_timeout", "greater than or equal to 10"),
     ],
 )
 def test_bad_form_input_names_the_field_and_creates_nothing(east, change, field, message):
@@ -192,6 +194,7 @@ def test_operator_creates_and_starts_from_the_form(east, django_capture_on_commi
     assert response.status_code == 302 and response["Location"] == f"/rollouts/{rollout.pk}/"
     assert rollout.status == "running" and rollout.name == "gpu first" and rollout.created_by == "user:olga"
     assert rollout.selector == {"labels": {"pool": "gpu"}} and rollout.batch_percent and rollout.batch_size == 50
+    assert rollout.drain is False  # the cluster has no Kubernetes API
     assert len(callbacks) == 1
     again = client.post("/rollouts/new/", {**FORM, "labels": "pool=gpu"})
     assert again.status_code == 400 and "unfinished rollout" in again.content.decode()

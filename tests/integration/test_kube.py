@@ -321,6 +321,14 @@ def test_abort_while_draining_cancels_and_uncordons(kube_sim):
             break
         time.sleep(0.05)
     assert sim_cluster.unschedulable["kc-01"] and op.cordoned
+    from tests.integration.test_dashboard import signed_in
+
+    page = signed_in("watcher").get(f"/rollouts/{rollout.pk}/").content.decode()
+    assert "draining: 1 pods wait for their disruption budget" in page
+    assert ">cordoned</span>" in page and "Each node is cordoned and drained first (up to 600 s)" in page
+    shown = signed_in("watcher2").get(f"/api/v1/rollouts/{rollout.pk}/").json()["operations"][0]
+    assert shown["activity"].startswith("draining") and shown["cordoned"] is True
+    assert shown["drain_state"]["waiting"][0].startswith("default/stuck-")
     transitions.rollout_abort(actor="user:test", rollout=rollout)
     op = run_operation(op.pk)  # its next drain step finds the rollout stopped
     rollout.refresh_from_db()
