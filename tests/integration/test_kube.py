@@ -470,3 +470,23 @@ def test_a_sync_writes_varied_changes_node_by_node_and_like_changes_together(kub
     assert Node.objects.filter(cluster=cluster, cordoned=True).count() == 60
     assert Node.objects.get(name="kc-07").labels["rack"] == "r6"
     assert cluster_sync(actor="user:test", cluster=cluster).updated == 0
+
+
+def test_a_drained_rollout_on_the_real_engine_moves_every_pod_proven_by_ps(run_fleet, real_engine):
+    """The kernel's PID namespaces: after the drain, the recreated pods' app containers see their
+    sandbox's tini as PID 1; a restart alone would have left them isolated."""
+    spec = kube_spec(2, [{"kind": "Deployment", "name": "web", "replicas": 2}, {"kind": "DaemonSet", "name": "agent"}])
+    fleet = run_fleet(spec, engine="real", docker_url=real_engine, sync_interval=0.1)
+    register(fleet)
+    call_command("audit", quiet=True, stdout=io.StringIO())
+    sim_cluster = fleet.clusters["kc"]
+    assert set(pod_modes(fleet, sim_cluster).values()) == {"isolated"}
+    rollout = drive(create(Cluster.objects.get(name="kc"), canary_count=0, batch_size=2, max_unavailable=1))
+    assert rollout.status == "succeeded", rollout.reason
+    assert rollout.drain is True  # the default on a cluster with an API
+    for op in NodeOperation.objects.filter(rollout=rollout):
+        assert any("PID 1 is 'tini'" in line for line in op.proof), op.proof
+    time.sleep(1)
+    modes = pod_modes(fleet, sim_cluster)
+    assert len(modes) == 4 and set(modes.values()) == {"shared"}
+    assert not any(sim_cluster.unschedulable.values())
