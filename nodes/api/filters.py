@@ -47,6 +47,8 @@ class NodeFilter(django_filters.FilterSet):
     isolated_blocker = django_filters.CharFilter()
     managed = django_filters.BooleanFilter()
     reachable = django_filters.BooleanFilter()
+    in_cluster = django_filters.BooleanFilter(help_text="Listed by the cluster's Kubernetes API at its last sync.")
+    cordoned = django_filters.BooleanFilter(help_text="Unschedulable (Kubernetes API).")
     drift = django_filters.BooleanFilter(help_text="The last audit saw something unexpected.")
     audit_failed = django_filters.BooleanFilter(
         method="filter_audit_failed", help_text="The last reading of the node failed (it has an audit error code)."

@@ -227,6 +227,22 @@ def test_sync_marks_nodes_that_left_and_keeps_what_an_operator_set(kube_sim):
     event = AuditEvent.objects.filter(verb="sync", object_type="cluster").latest("id")
     assert event.after["left"] == 1 and "gone-node" in event.after["left_nodes"]
     assert sim_cluster.token not in str(event.after)
+    from tests.integration.test_dashboard import signed_in
+
+    client = signed_in("reader")
+    assert "left the cluster" in client.get(f"/nodes/{gone.pk}/").content.decode()
+    page = client.get(f"/nodes/{Node.objects.get(name='kc-02').pk}/").content.decode()
+    assert "Ready, cordoned (by an operator: rollouts leave it so)" in page
+    listed = clients_api("reader2").get("/api/v1/nodes/", {"cluster": "kc", "in_cluster": "false"}).json()
+    assert [n["name"] for n in listed["results"]] == ["gone-node"]
+    cordoned = clients_api("reader3").get("/api/v1/nodes/", {"cluster": "kc", "cordoned": "true"}).json()
+    assert [n["name"] for n in cordoned["results"]] == ["kc-02"]
+
+
+def clients_api(name):
+    from tests.integration.test_dashboard import signed_in
+
+    return signed_in(name)
 
 
 def call_command_output(*args) -> str:
