@@ -38,6 +38,36 @@ ERROR_FIELDS = {
     "window.tz": "window_tz",
     "window": "window_start",
 }
+# The form's own words for its fields, for errors shown away from the field (the live preview).
+FIELD_LABELS = {
+    "name": "Name",
+    "cluster": "Cluster",
+    "kind": "Change",
+    "intent": "Mode",
+    "feature_gates": "Feature gates",
+    "labels": "Only nodes with labels",
+    "nodes": "Only these nodes",
+    "canary_count": "Canary nodes",
+    "batch_size": "Wave size",
+    "max_unavailable": "At most in flight",
+    "soak_seconds": "Soak between waves",
+    "max_failures": "Failure budget",
+    "busy_policy": "Nodes busy in another rollout",
+    "drain": "Cordon and drain each node",
+    "drain_timeout": "Drain timeout",
+    "window_start": "Maintenance window: from",
+    "window_end": "Maintenance window: to",
+    "window_tz": "Maintenance window: time zone",
+    "window_days": "Maintenance window: days",
+    "form": "The rollout",
+}
+
+
+def labelled(errors: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Errors keyed by the form's words for each field."""
+    return {FIELD_LABELS.get(field, field.replace("_", " ")): messages for field, messages in errors.items()}
+
+
 INITIAL = {
     "kind": "pid",
     "intent": "shared",

@@ -45,21 +45,21 @@ class Window:
             raise StrategyError("window", "a window is {days, start, end, tz}")
         days_raw = raw.get("days") or list(DAYS)
         if not isinstance(days_raw, list) or not all(isinstance(d, str) and d.lower()[:3] in DAYS for d in days_raw):
-            raise StrategyError("window", f"days are names from {', '.join(DAYS)}")
+            raise StrategyError("window.days", f"days are names from {', '.join(DAYS)}")
         times = []
         for key in ("start", "end"):
             value = raw.get(key)
             match = _HHMM.match(value) if isinstance(value, str) else None
             if not match:
-                raise StrategyError("window", f"{key} must be HH:MM (24-hour)")
+                raise StrategyError(f"window.{key}", f"{key} must be HH:MM (24-hour)")
             times.append(time(int(match.group(1)), int(match.group(2))))
         if times[0] == times[1]:
-            raise StrategyError("window", "start and end must differ")
+            raise StrategyError("window.end", "start and end must differ")
         tz = raw.get("tz", "UTC")
         try:
             ZoneInfo(str(tz))
         except (ZoneInfoNotFoundError, ValueError):
-            raise StrategyError("window", f"unknown time zone {str(tz)[:60]!r}") from None
+            raise StrategyError("window.tz", f"unknown time zone {str(tz)[:60]!r}") from None
         days = tuple(sorted({DAYS.index(d.lower()[:3]) for d in days_raw}))
         return cls(days, times[0], times[1], str(tz))
 

@@ -15,7 +15,7 @@ from nodes.models import Cluster
 
 from . import selectors, transitions
 from .errors import RolloutError
-from .forms import INITIAL, form_errors, form_values, validate
+from .forms import INITIAL, form_errors, form_values, labelled, validate
 from .models import (
     ROLLOUT_ACTIVE_STATES,
     ROLLOUT_FINAL_STATES,
@@ -223,7 +223,7 @@ def rollout_preview(request):
         )
         preview["canary"] = data["strategy"].canary_count > 0
         preview["busy"] = [t for t in preview["targets"] if t["busy_in_rollout"]]
-    return render(request, "rollout/_preview.html", {"preview": preview, "errors": errors})
+    return render(request, "rollout/_preview.html", {"preview": preview, "errors": labelled(errors)})
 
 
 @require_POST

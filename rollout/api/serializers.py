@@ -5,7 +5,7 @@ from rest_framework import serializers
 from core.api.serializers import EventSerializer
 from core.fields import NameRelatedField
 from gates.facts import normalize_gate_map, normalize_labels
-from nodes.models import Cluster
+from nodes.models import Cluster, Node
 
 from ..models import ROLLOUT_INTENTS, ROLLOUT_KINDS, NodeOperation, Rollout
 from ..planning import GATES, PID, Change
@@ -99,13 +99,21 @@ class RolloutInputSerializer(serializers.Serializer):
         try:
             window = Window.parse(dict(attrs["window"])) if attrs.get("window") else None
         except StrategyError as exc:
-            errors[exc.field] = [str(exc)]
+            head, _, part = exc.field.partition(".")
+            errors[head] = {part: [str(exc)]} if part else [str(exc)]
             window = None
         has_api = attrs["cluster"].has_kube_api
         if attrs.get("drain") is None:
             attrs["drain"] = has_api
         elif attrs["drain"] and not has_api:
             errors["drain"] = [f"cluster {attrs['cluster'].name} has no Kubernetes API to cordon and drain through"]
+        names = list(dict.fromkeys((attrs.get("selector") or {}).get("nodes") or []))
+        if names:
+            known = set(Node.objects.filter(cluster=attrs["cluster"], name__in=names).values_list("name", flat=True))
+            missing = [name for name in names if name not in known]
+            if missing:
+                shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+                errors["selector"] = {"nodes": [f"no node named {shown} in cluster {attrs['cluster'].name}"]}
         if errors:
             raise serializers.ValidationError(errors)
         attrs["strategy"] = Strategy(

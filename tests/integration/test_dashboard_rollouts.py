@@ -7,6 +7,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from rollout import transitions as services
+from rollout.forms import FIELD_LABELS
 from rollout.models import NodeOperation, Rollout
 from rollout.strategy import Strategy
 from tests.integration.test_dashboard import signed_in
@@ -167,8 +168,13 @@ def test_preview_shows_waves_skips_and_duration_and_writes_nothing(east):
         ({"batch_size": "lots"}, "batch_size", "percentage"),
         ({"max_unavailable": "0"}, "max_unavailable", "greater than or equal to 1"),
         ({"labels": "pool"}, "labels", "is not key=value"),
-        ({"window_start": "25:00", "window_end": "04:00"}, "window", "HH:MM"),
-        ({"window_start": "22:00", "window_end": "04:00", "window_tz": "Mars/Olympus"}, "window", "time zone"),
+        ({"window_start": "25:00", "window_end": "04:00"}, "window_start", "HH:MM"),
+        ({"window_start": "22:00", "window_end": "25:00"}, "window_end", "HH:MM"),
+        ({"window_start": "22:00", "window_end": "04:00", "window_tz": "Mars/Olympus"}, "window_tz", "time zone"),
+        ({"nodes": "a nosuch"}, "nodes", "no node named nosuch in cluster east"),
+        ({"canary_count": "-2"}, "canary_count", "greater than or equal to 0"),
+        ({"soak_seconds": "-5"}, "soak_seconds", "greater than or equal to 0"),
+        ({"max_failures": "-1"}, "max_failures", "greater than or equal to 0"),
         ({"cluster": "nowhere"}, "cluster", "does not exist"),
         ({"intent": "sideways"}, "intent", "not a valid choice"),
         ({"drain": "true"}, "drain", "has no Kubernetes API"),
@@ -178,9 +184,17 @@ def test_preview_shows_waves_skips_and_duration_and_writes_nothing(east):
 def test_bad_form_input_names_the_field_and_creates_nothing(east, change, field, message):
     client = signed_in("olga", "operator")
     preview = client.post("/rollouts/preview/", {**FORM, **change}).content.decode()
-    assert f"<strong>{field.replace('window', 'window_start')}</strong>" in preview and message in preview
+    assert f"<strong>{FIELD_LABELS[field]}</strong>" in preview and message in preview  # in the form's words
     response = client.post("/rollouts/new/", {**FORM, **change})
-    assert response.status_code == 400 and message in response.content.decode()
+    page = response.content.decode()
+    assert response.status_code == 400 and message in page
+    # The message sits under its own field (its id is the field's error id).
+    error_ids = {"cluster": "r-cluster", "intent": "r-intent", "batch_size": "r-batch", "max_unavailable": "r-unavail"}
+    error_ids |= {"labels": "r-labels", "nodes": "r-nodes", "window_start": "r-wstart", "window_end": "r-wend"}
+    error_ids |= {"window_tz": "r-wtz", "canary_count": "r-canary", "soak_seconds": "r-soak"}
+    error_ids |= {"max_failures": "r-budget", "drain": "r-drain", "drain_timeout": "r-drain-timeout"}
+    start = page.index(f'id="{error_ids[field]}-error"')
+    assert message in page[start : start + 600]
     assert Rollout.objects.count() == 0
 
 

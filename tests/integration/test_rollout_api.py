@@ -110,6 +110,25 @@ def test_bad_rollout_input_names_the_field(lab, clients, body, field):
     assert field in response.json(), response.json()
 
 
+@pytest.mark.parametrize(
+    "body, error",
+    [
+        (
+            {"window": {"start": "22:00", "end": "02:00", "tz": "Mars/Olympus"}},
+            {"window": {"tz": ["unknown time zone 'Mars/Olympus'"]}},
+        ),
+        ({"window": {"start": "22:00", "end": "2am"}}, {"window": {"end": ["end must be HH:MM (24-hour)"]}}),
+        (
+            {"selector": {"nodes": ["n-01", "typo-1"]}},
+            {"selector": {"nodes": ["no node named typo-1 in cluster sim"]}},
+        ),
+    ],
+)
+def test_bad_rollout_input_names_the_part_of_the_field(lab, clients, body, error):
+    response = clients["operator"].post(URL, {"cluster": "sim", "intent": "shared", **body}, format="json")
+    assert response.status_code == 400 and response.json() == error
+
+
 def test_busy_nodes_conflict(lab, clients):
     first = clients["operator"].post(URL, {"cluster": "sim", "intent": "shared"}, format="json")
     assert first.status_code == 202
