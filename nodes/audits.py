@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from core.events import event_record
 from core.exceptions import Conflict
+from core.models import AuditEvent
 from drivers.base import Driver, DriverError, ErrorCode
 from drivers.fanout import ProcessFanOut, can_fork_processes
 from drivers.fanout import as_error as fanout_error
@@ -101,9 +102,38 @@ def _ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
+def _drift_events(audit: Audit, batch: list[Reading], before: dict[int, tuple[bool, list]]) -> list[AuditEvent]:
+    """The audit log's record of what this batch found: a node that began to drift (or drifts
+    differently), and a node whose drift is gone. A node that drifts as it did is not repeated."""
+    events = []
+    for reading in batch:
+        node = reading.node
+        was_drifting, was_details = before[node.pk]
+        if node.drift and (not was_drifting or node.drift_details != was_details):
+            verb, after = "drift-found", {"drift": node.drift_details[:20], "audit": audit.pk, "node_id": node.pk}
+        elif was_drifting and not node.drift and reading.error is None:
+            verb, after = "drift-cleared", {"audit": audit.pk, "node_id": node.pk}
+        else:
+            continue
+        events.append(
+            AuditEvent(
+                actor=f"task:audit:{audit.pk}",
+                verb=verb,
+                object_type="node",
+                object_id=str(node.pk),
+                object_repr=f"{node.cluster.name}/{node.name}"[:300],
+                before={"drift": was_details[:20]} if was_drifting else None,
+                after=after,
+            )
+        )
+    return events
+
+
 def _record(audit: Audit, batch: list[Reading]) -> None:
     now = timezone.now()
+    before = {r.node.pk: (r.node.drift, list(r.node.drift_details or [])) for r in batch}
     observations = [apply_reading(r, via=ObservedVia.AUDIT, now=now) for r in batch]
+    events = _drift_events(audit, batch, before)
     for observation in observations:
         observation.audit = audit
     nodes = [r.node for r in batch]
@@ -112,6 +142,7 @@ def _record(audit: Audit, batch: list[Reading]) -> None:
     with transaction.atomic():
         NodeObservation.objects.bulk_create(observations, ignore_conflicts=True)
         Node.objects.bulk_update(nodes, [*READING_FIELDS, "last_audit_at"], batch_size=500)
+        AuditEvent.objects.bulk_create(events)
         Audit.objects.filter(pk=audit.pk).update(
             done=F("done") + len(batch),
             failed=F("failed") + sum(1 for r in batch if r.error is not None),

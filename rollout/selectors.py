@@ -270,3 +270,89 @@ def busy_elsewhere(node_ids: list[int], exclude_rollout: int | None) -> dict[int
     if exclude_rollout:
         ops = ops.exclude(rollout_id=exclude_rollout)
     return dict(ops.values_list("node_id", "rollout_id"))
+
+
+def rollout_timeline(rollout: Rollout, now=None) -> dict[str, Any]:
+    """What happened and what comes, per forward wave: when it started and ended, how long it took,
+    then the soak, the approval after the canary (awaited, given by whom, or still to come), and the
+    maintenance window (open now, or when it next opens, in its own time zone). Three queries."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from django.db.models import Min
+    from django.utils import timezone
+
+    from .strategy import Window
+
+    now = now or timezone.now()
+    spans = {
+        row["wave"]: row
+        for row in rollout.operations.filter(phase=FORWARD)
+        .exclude(_SKIPPED_AT_CREATION)
+        .order_by()
+        .values("wave")
+        .annotate(
+            size=Count("id"),
+            started=Min("dispatched_at"),
+            ended=Max("finished_at"),
+            open=Count("id", filter=Q(state__in=OPERATION_ACTIVE_STATES) | Q(state=OperationState.PENDING)),
+        )
+    }
+    approvals = {
+        verb: (created, actor)
+        for verb, created, actor in AuditEvent.objects.filter(
+            object_type="rollout", object_id=str(rollout.pk), verb__in=("await-approval", "approve")
+        )
+        .order_by("created_at")
+        .values_list("verb", "created_at", "actor")
+    }
+    waves = []
+    last = max(spans) if spans else -1
+    for wave in sorted(spans):
+        span = spans[wave]
+        done = span["open"] == 0 and span["ended"] is not None
+        entry = {
+            "wave": wave,
+            "label": "canary" if wave == 0 and rollout.canary_count else f"wave {wave}",
+            "size": span["size"],
+            "started": span["started"],
+            "ended": span["ended"] if done else None,
+            "seconds": (span["ended"] - span["started"]).total_seconds() if done and span["started"] else None,
+            "after": [],
+        }
+        if wave == 0 and rollout.canary_count and rollout.pause_after_canary and wave != last:
+            if "approve" in approvals:
+                when, actor = approvals["approve"]
+                entry["after"].append(("approval", f"approved {when:%Y-%m-%d %H:%M:%S %Z} by {actor}"))
+            elif "await-approval" in approvals:
+                when, _ = approvals["await-approval"]
+                entry["after"].append(("approval", f"waiting for approval since {when:%H:%M:%S %Z}"))
+            else:
+                entry["after"].append(("approval", "then the rollout waits for an operator's approval"))
+        if rollout.soak_seconds and wave != last:
+            if rollout.soak_until and wave == rollout.current_wave:
+                text = f"soaking {rollout.soak_seconds} s, until {rollout.soak_until:%H:%M:%S %Z}"
+            elif done and spans.get(wave + 1, {}).get("started"):
+                text = f"soaked {rollout.soak_seconds} s"
+            else:
+                text = f"then a soak of {rollout.soak_seconds} s"
+            entry["after"].append(("soak", text))
+        waves.append(entry)
+    window_text = ""
+    if rollout.window:
+        window = Window.parse(rollout.window)
+        days = ", ".join(DAY_NAMES[d] for d in window.days) if len(window.days) < 7 else "every day"
+        span_text = f"{days} {window.start:%H:%M}-{window.end:%H:%M} {window.tz}"
+        if window.contains(now):
+            window_text = f"maintenance window {span_text}: open now"
+        else:
+            opens = window.next_open(now).astimezone(ZoneInfo(window.tz))
+            wait = opens - now
+            words = f"in {int(wait.total_seconds() // 3600)} h {int(wait.total_seconds() % 3600 // 60)} min"
+            if wait < timedelta(hours=1):
+                words = f"in {max(1, int(wait.total_seconds() // 60))} min"
+            window_text = f"maintenance window {span_text}: closed; opens {opens:%a %H:%M %Z} ({words})"
+    return {"waves": waves, "by_wave": {entry["wave"]: entry for entry in waves}, "window": window_text}
+
+
+DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

@@ -138,6 +138,7 @@ class RolloutDetailPage(ViewerPage):
             operations = operations.filter(state=kwargs["state"])
         context.update(
             eta=eta,
+            timeline=selectors.rollout_timeline(rollout),
             counts=counts,
             progress=progress,
             back=back,

@@ -9,6 +9,7 @@ from nodes.models import Cluster, Node
 
 from ..models import ROLLOUT_INTENTS, ROLLOUT_KINDS, NodeOperation, Rollout
 from ..planning import GATES, PID, Change
+from ..selectors import rollout_timeline
 from ..states import activity
 from ..strategy import Strategy, StrategyError, Window, parse_batch
 from ..transitions import rollout_actions
@@ -271,6 +272,10 @@ class RolloutSerializer(serializers.ModelSerializer):
 
 
 class RolloutDetailSerializer(RolloutSerializer):
+    timeline = serializers.SerializerMethodField(
+        help_text="Per forward wave: started, ended, seconds, and what comes after it (approval, soak); and the "
+        "maintenance window (open now, or when it next opens, in its time zone)."
+    )
     counts = serializers.DictField(
         read_only=True,
         help_text="operations per phase and state (forward and rollback), and skipped_at_creation: nodes "
@@ -281,5 +286,23 @@ class RolloutDetailSerializer(RolloutSerializer):
     events = EventSerializer(many=True, read_only=True)
 
     class Meta(RolloutSerializer.Meta):
-        fields = [*RolloutSerializer.Meta.fields, "counts", "waves", "operations", "events"]
+        fields = [*RolloutSerializer.Meta.fields, "counts", "waves", "timeline", "operations", "events"]
         read_only_fields = fields
+
+    def get_timeline(self, rollout) -> dict:
+        timeline = rollout_timeline(rollout)
+        return {
+            "waves": [
+                {
+                    "wave": w["wave"],
+                    "label": w["label"],
+                    "size": w["size"],
+                    "started": w["started"].isoformat() if w["started"] else None,
+                    "ended": w["ended"].isoformat() if w["ended"] else None,
+                    "seconds": w["seconds"],
+                    "after": [{"kind": kind, "text": text} for kind, text in w["after"]],
+                }
+                for w in timeline["waves"]
+            ],
+            "window": timeline["window"],
+        }

@@ -65,6 +65,7 @@ class RolloutViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         data = RolloutSerializer(rollout, context={"request": request}).data
         data["counts"] = rollout.counts
         data["waves"] = rollout.waves
+        data["timeline"] = RolloutDetailSerializer().get_timeline(rollout)
         data["operations"] = OperationSerializer(rollout.operations_list, many=True).data
         data["events"] = EventSerializer(rollout.events_list, many=True).data
         return Response(data)

@@ -51,6 +51,20 @@ def test_operator_reads_overview_filters_nodes_and_reads_a_decision(page, live_s
     page.get_by_role("heading", name="Fleet overview").wait_for()
     assert page.get_by_role("heading", name="4 nodes by decided PID namespace").is_visible()
     assert page.get_by_role("row", name="east").is_visible()
+    # Each cluster's legend names the bar's segments in the bar's own order.
+    for row in page.locator("tbody tr").all():
+        segments = row.locator("svg rect title").all_inner_texts()
+        legend = row.get_by_test_id("bar-legend").inner_text().split()
+        assert [t.split(" ", 1)[1] for t in segments] == legend[0::2], (segments, legend)
+    # Per-pod and isolated badges do not look alike.
+    page.evaluate(
+        """document.body.insertAdjacentHTML('beforeend',
+        '<span class="mode mode-per-pod" id="look-per-pod">per-pod</span>'
+        + '<span class="mode mode-isolated" id="look-isolated">isolated</span>')"""
+    )
+    look = "e => ['backgroundColor', 'borderTopStyle', 'borderTopColor'].map(k => getComputedStyle(e)[k])"
+    per_pod, isolated = page.locator("#look-per-pod").evaluate(look), page.locator("#look-isolated").evaluate(look)
+    assert all(a != b for a, b in zip(per_pod, isolated, strict=True)), (per_pod, isolated)
     screenshot("overview")
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Nodes").click()

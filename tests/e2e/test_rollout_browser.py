@@ -172,3 +172,32 @@ def test_operator_runs_an_audit_and_asks_what_if(page, live_server, lab, celery_
     page.get_by_role("button", name="Compute").click()
     page.get_by_role("alert").wait_for()
     assert "Kubernetes version" in page.locator("#w-kubelet-error").inner_text()
+
+
+def test_the_plan_form_refuses_in_words_and_keeps_its_preview_after_back(page, live_server, lab):
+    account("olga", "operator")
+    sign_in(page, live_server, "olga")
+    page.goto(f"{live_server.url}/rollouts/new/")
+    page.get_by_label("Cluster").select_option("lab")
+    page.get_by_label("Wave size (nodes or %)").fill("50%")
+    summary = page.get_by_test_id("preview-summary")
+    page.get_by_text("6 nodes to change in 3 waves").wait_for()
+
+    # What the server would refuse, the preview refuses, on the field, in the form's words.
+    page.get_by_label("At most in flight").fill("0")
+    alert = page.get_by_role("alert")
+    alert.get_by_text("At most in flight").wait_for()
+    assert "greater than or equal to 1" in alert.inner_text() and "max_unavailable" not in alert.inner_text()
+    page.get_by_label("At most in flight").fill("2")
+    page.get_by_label("Only these nodes (names, space- or comma-separated)").fill("gpu-01 gpu-99")
+    alert.get_by_text("no node named gpu-99 in cluster lab").wait_for()
+    page.get_by_label("Only these nodes (names, space- or comma-separated)").fill("")
+    summary.wait_for()
+
+    # Away and Back: the fields come back, and so does their preview.
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Nodes").click()
+    page.get_by_role("heading", name="Nodes").first.wait_for()
+    page.go_back()
+    summary.wait_for(timeout=15_000)
+    assert "6 nodes to change in 3 waves" in summary.inner_text()
+    assert "Choose a cluster" not in page.locator("#preview").inner_text()

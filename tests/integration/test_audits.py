@@ -8,6 +8,7 @@ import time
 import pytest
 from django.core.management import CommandError, call_command
 
+from core.models import AuditEvent
 from nodes import audits, importing, services
 from nodes.management.commands.simfleet import register
 from nodes.models import Audit, Node, NodeObservation
@@ -102,6 +103,20 @@ def test_drift_is_measured_against_the_desired_state(registered):
         "17.03.1-ce"
     )
     assert drift["c"] == [("observed_pid_namespace", None)] and nodes["c"].observed_pid_namespace == "mixed"
+    # The audit log records what was found, once per change of a node's drift, linked to the node.
+    found = AuditEvent.objects.filter(verb="drift-found").order_by("object_repr")
+    assert [e.object_repr for e in found] == ["sim/a", "sim/c"]
+    assert found[0].after["drift"] == nodes["a"].drift_details and found[0].object_id == str(nodes["a"].pk)
+    audit_now(quiet=True)
+    assert AuditEvent.objects.filter(verb="drift-found").count() == 2  # the same drift is not repeated
+    from tests.integration.test_dashboard import signed_in
+
+    page = signed_in("reader").get("/events/", {"verb": "drift-found"}).content.decode()
+    assert f'href="/nodes/{nodes["a"].pk}/"' in page and "enable-cri" in page and "{&#x27;" not in page
+    (a.kubelet_dir / "20-pidns.conf").write_text('[Service]\nEnvironment="KUBELET_PIDNS_ARGS=--enable-cri=false"\n')
+    audit_now(quiet=True)
+    cleared = AuditEvent.objects.get(verb="drift-cleared")
+    assert cleared.object_repr == "sim/a" and cleared.before["drift"] == nodes["a"].drift_details
 
 
 def test_a_node_without_a_desired_state_drifts_only_by_its_pods(registered):
