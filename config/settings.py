@@ -316,6 +316,7 @@ CELERY_BEAT_SCHEDULE = {
     "audit-fleet": {"task": "nodes.tasks.audit_scheduled", "schedule": float(envint("PIDNS_AUDIT_INTERVAL", 900))},
     "reconcile": {"task": "nodes.tasks.reconcile", "schedule": float(envint("PIDNS_RECONCILE_INTERVAL", 30))},
     "prune": {"task": "nodes.tasks.prune", "schedule": 3600.0},
+    "webhooks-reconcile": {"task": "core.tasks.webhooks_reconcile", "schedule": 30.0},
     "clusters-sync": {
         "task": "nodes.tasks.clusters_sync_scheduled",
         "schedule": float(envint("PIDNS_CLUSTER_SYNC_INTERVAL", 300)),
@@ -347,6 +348,10 @@ PIDNS_OPERATION_MAX_ATTEMPTS = envint("PIDNS_OPERATION_MAX_ATTEMPTS", 3)
 # A drain whose evictions a disruption budget refuses tries again, at most this many seconds apart
 # (kubectl drain waits 5 s).
 PIDNS_DRAIN_RETRY_MAX = float(env("PIDNS_DRAIN_RETRY_MAX", "5"))
+# Seconds before a failed webhook delivery is tried again, doubling with each try (six tries).
+PIDNS_WEBHOOK_BACKOFF = float(env("PIDNS_WEBHOOK_BACKOFF", "10"))
+# Where the dashboard is reached (https://pidns.example.com), for links in notifications.
+PIDNS_BASE_URL = env("PIDNS_BASE_URL", "")
 # A worker holds an operation only while it runs one step, and renews the lease every third of it
 # while the step runs (rollout.leases): a dead worker's steps are taken over a lease later.
 PIDNS_OPERATION_LEASE_SECONDS = envint("PIDNS_OPERATION_LEASE_SECONDS", 15)

@@ -38,3 +38,48 @@ class SignInThrottle(models.Model):
 
     def __str__(self) -> str:
         return f"{self.attempts} sign-in attempts until {self.until:%H:%M:%S}"
+
+
+class Webhook(models.Model):
+    """Where to tell about events of the kinds in ``events``: HMAC-signed JSON (``json``) or a
+    Slack-compatible message (``slack``). The secret is write-only: no API or page returns it."""
+
+    FORMATS = [("json", "signed JSON"), ("slack", "Slack-compatible message")]
+
+    name = models.CharField(max_length=63, unique=True)
+    url = models.URLField(max_length=500)
+    secret = models.CharField(max_length=200, help_text="Signs each delivery (HMAC-SHA256). Never shown again.")
+    events = models.JSONField(default=list, help_text="Event kinds to deliver.")
+    format = models.CharField(max_length=8, choices=FORMATS, default="json")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WebhookDelivery(models.Model):
+    """One event sent (or being sent) to one hook: its payload, tries, last answer."""
+
+    STATUSES = [("pending", "pending"), ("delivered", "delivered"), ("failed", "failed")]
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    kind = models.CharField(max_length=32)
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=STATUSES, default="pending", db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    response_code = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    next_try_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} to {self.webhook_id}: {self.status}"

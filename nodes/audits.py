@@ -25,6 +25,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from core import webhooks
 from core.events import event_record
 from core.exceptions import Conflict
 from core.models import AuditEvent
@@ -224,6 +225,20 @@ def audit_execute(
     audit.refresh_from_db()
     if progress:
         progress(audit)
+    if audit.status in (AuditStatus.SUCCEEDED, AuditStatus.TIMED_OUT) and audit.drifted:
+        drifting = NodeObservation.objects.filter(audit=audit, drift=True).order_by("node__name")
+        names = list(drifting.values_list("node__cluster__name", "node__name")[:20])
+        webhooks.notify(
+            "drift-found",
+            f"audit #{audit.pk} of {audit.cluster.name if audit.cluster_id else 'the fleet'}",
+            {
+                "audit": audit.pk,
+                "drifted": audit.drifted,
+                "summary": f"{audit.drifted} of {audit.done} nodes drift from what the service wants",
+                "nodes": [f"{cluster}/{name}" for cluster, name in names],
+                **webhooks.link(f"/audits/{audit.pk}/"),
+            },
+        )
     if audit.status in (AuditStatus.SUCCEEDED, AuditStatus.TIMED_OUT):
         event_record(
             actor="task:audit_run",

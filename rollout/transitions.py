@@ -12,6 +12,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from core import webhooks
 from core.events import event_record
 from nodes.models import Cluster
 
@@ -145,6 +146,19 @@ def transition(rollout: Rollout, action: str, *, actor: str, verb: str | None = 
         before={"status": before},
         after={"status": rollout.status, "reason": rollout.reason},
     )
+    if rollout.status in webhooks.ROLLOUT_KINDS:
+        webhooks.notify(
+            rollout.status,
+            f"rollout #{rollout.pk} {rollout.name}",
+            {
+                "rollout": rollout.pk,
+                "cluster": rollout.cluster.name,
+                "status": rollout.status,
+                "reason": rollout.reason,
+                "actor": actor,
+                **webhooks.link(f"/rollouts/{rollout.pk}/"),
+            },
+        )
     return rollout
 
 

@@ -52,8 +52,8 @@ def test_operator_reads_overview_filters_nodes_and_reads_a_decision(page, live_s
     assert page.get_by_role("heading", name="4 nodes by decided PID namespace").is_visible()
     assert page.get_by_role("row", name="east").is_visible()
     # Each cluster's legend names the bar's segments in the bar's own order.
-    for row in page.locator("tbody tr").all():
-        segments = row.locator("svg rect title").all_inner_texts()
+    for row in page.locator("section[aria-labelledby=clusters] tbody tr").all():
+        segments = row.locator("svg rect title").all_text_contents()
         legend = row.get_by_test_id("bar-legend").inner_text().split()
         assert [t.split(" ", 1)[1] for t in segments] == legend[0::2], (segments, legend)
     # Per-pod and isolated badges do not look alike.
