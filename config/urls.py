@@ -23,6 +23,7 @@ urlpatterns = [
     path("", node_views.OverviewPage.as_view(), name="overview"),
     path("nodes/", node_views.NodeListPage.as_view(), name="node-list-page"),
     path("nodes/<int:pk>/", node_views.NodeDetailPage.as_view(), name="node-page"),
+    path("nodes/<int:pk>/adopt/", node_views.node_adopt, name="node-adopt"),
     path("what-if/", node_views.WhatIfPage.as_view(), name="whatif-page"),
     path("gates/", node_views.GateCatalogPage.as_view(), name="gate-catalog-page"),
     path("gates/upgrade-check/", node_views.UpgradeCheckPage.as_view(), name="upgrade-check-page"),

@@ -343,3 +343,28 @@ def node_desire(*, node: Node, desired: Desired, source: str) -> None:
     node.desired_source, node.desired_at = source[:200], timezone.now()
     refresh_drift(node)
     node.save(update_fields=[*NODE_DESIRED_FIELDS, "drift", "drift_details"])
+
+
+@transaction.atomic
+def node_adopt(*, actor: str, node: Node) -> Node:
+    """Make what was last read on the node (its managed flags and its gates) what the service wants
+    of it: the operator accepts a change made on the node. In the audit log; drift re-measured."""
+    if node.observed_at is None:
+        raise InventoryConflict({"node": ["nothing was read from this node yet: audit it first"]})
+    before = {"desired_flags": node.desired_flags, "desired_gates": node.desired_gates, "drift": node.drift_details}
+    flags, _ = split_gates(node.kubelet_flags or {})
+    node_desire(
+        node=node,
+        desired=Desired(flags=flags, gates=dict(node.observed_gates or {})),
+        source=f"adopted from the node by {actor}",
+    )
+    event_record(
+        actor=actor,
+        verb="adopt-observed",
+        object_type="node",
+        object_id=node.pk,
+        object_repr=f"{node.cluster.name}/{node.name}",
+        before=before,
+        after={"desired_flags": node.desired_flags, "desired_gates": node.desired_gates, "drift": node.drift_details},
+    )
+    return node

@@ -8,11 +8,13 @@ import contextlib
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.views.decorators.http import require_POST
 from rest_framework.exceptions import ValidationError
 
 from core.catalog import catalog
@@ -26,11 +28,11 @@ from gates.policy import BLOCKER_WORDS, ISOLATED, SHARED
 from rollout.models import ROLLOUT_ACTIVE_STATES, NodeOperation, Rollout
 from rollout.selectors import fingerprint, rollouts_with_counts
 
-from . import audits, selectors
+from . import audits, selectors, services
 from .api.filters import NodeFilter, kubelet_line_of, runtime_line_of
 from .charts import gate_strip, stacked_bar
 from .decisions import expected_mode, node_decision
-from .models import AUDIT_ACTIVE_STATES, Audit, Cluster, NodeObservation
+from .models import AUDIT_ACTIVE_STATES, Audit, Cluster, Node, NodeObservation
 from .tasks import audit_enqueue
 from .upgrade import upgrade_check
 from .whatif import LISTED, Change, WhatIfError, whatif
@@ -367,3 +369,20 @@ class UpgradeCheckPage(ViewerPage):
                     errors[exc.field] = str(exc)
         context.update(clusters=clusters, values=values, errors=errors, result=result)
         return context
+
+
+@require_POST
+def node_adopt(request, pk):
+    """Adopt what the node has (operator): its last reading becomes what the service wants."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    if not has_role(request.user, OPERATOR):
+        raise PermissionDenied("You need the operator role.")
+    node = get_object_or_404(Node.objects.select_related("cluster"), pk=pk)
+    try:
+        services.node_adopt(actor=f"user:{request.user.get_username()}", node=node)
+    except services.InventoryError as exc:
+        messages.error(request, " ".join(" ".join(map(str, v)) for v in exc.errors.values()))
+    else:
+        messages.success(request, "Adopted: what the node runs is now what the service wants of it.")
+    return redirect("node-page", pk=node.pk)

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 from core.models import AuditEvent
 from core.pages import ViewerPage, sign_in_again
 from core.roles import OPERATOR, VIEWER, has_role
-from nodes.models import Cluster
+from nodes.models import Cluster, Node
 
 from . import selectors, transitions
 from .errors import RolloutError
@@ -164,6 +164,28 @@ class RolloutDetailPage(ViewerPage):
         return context
 
 
+# What a link to the form may fill in (a node's "put it back", a selection of nodes).
+PREFILLED = ("cluster", "intent", "nodes", "labels", "canary_count", "name")
+
+
+def _selection(ids: list[str]) -> tuple[dict[str, str], str]:
+    """The form's cluster and node names for nodes picked in the node list, and what is wrong
+    with the selection (nodes of several clusters, ids that are not nodes), if anything."""
+    wanted = {int(i) for i in ids if i.isdigit()}
+    rows = list(Node.objects.filter(pk__in=wanted).values_list("cluster__name", "name").order_by("name"))
+    clusters = sorted({cluster for cluster, _ in rows})
+    if not rows:
+        return {}, "none of the selected nodes exists any more"
+    if len(clusters) > 1:
+        return {"nodes": " ".join(name for _, name in rows)}, (
+            f"the selected nodes are in {len(clusters)} clusters ({', '.join(clusters)}): "
+            "a rollout changes one cluster; select nodes of one"
+        )
+    missing = len(wanted) - len(rows)
+    problem = f"{missing} of the selected nodes no longer exist" if missing else ""
+    return {"cluster": clusters[0], "nodes": " ".join(name for _, name in rows)}, problem
+
+
 class RolloutCreatePage(ViewerPage):
     """The create form. Viewers may fill it in and see the preview; only operators create."""
 
@@ -174,14 +196,20 @@ class RolloutCreatePage(ViewerPage):
         query = self.request.GET
         values = kwargs.get("values") or {
             **INITIAL,
-            **{key: query[key] for key in ("cluster", "intent", "nodes", "labels") if query.get(key)},
+            **{key: query[key] for key in PREFILLED if query.get(key)},
         }
+        errors = dict(kwargs.get("errors") or {})
+        if query.getlist("node_id") and not kwargs.get("values"):
+            selected, problem = _selection(query.getlist("node_id"))
+            values.update(selected)
+            if problem:
+                errors["nodes"] = [problem]
         context.update(
             clusters=list(Cluster.objects.order_by("name").values_list("name", flat=True)),
             intents=ROLLOUT_INTENTS,
             days=DAYS,
             values=values,
-            errors=kwargs.get("errors") or {},
+            errors=errors,
             can_act=has_role(self.request.user, OPERATOR),
         )
         return context

@@ -76,6 +76,17 @@ def test_operator_reads_overview_filters_nodes_and_reads_a_decision(page, live_s
     assert rows == ["e2", "e3"]
     screenshot("nodes")
 
+    # Act from a selection: pick nodes in the list, plan a rollout of exactly those.
+    page.get_by_label("Select e2").check()
+    page.get_by_label("Select e3").check()
+    page.get_by_role("button", name="Plan a rollout of the selected nodes").click()
+    page.get_by_role("heading", name="Plan a rollout").wait_for()
+    assert page.get_by_label("Cluster").input_value() == "east"
+    assert page.get_by_label("Only these nodes (names, space- or comma-separated)").input_value() == "e2 e3"
+    page.get_by_test_id("preview-summary").wait_for()
+    assert "e1" not in page.locator("#preview").inner_text()
+    page.go_back()
+
     page.get_by_role("link", name="e2", exact=True).click()
     page.get_by_role("heading", name="east/e2").wait_for()
     decision = page.locator("section", has=page.get_by_role("heading", name="Decision under the proposal plan"))

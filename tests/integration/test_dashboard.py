@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from core.roles import role_set
 from nodes import services
+from nodes.models import Node
 
 pytestmark = pytest.mark.django_db
 
@@ -190,3 +191,46 @@ def test_repeated_failed_sign_ins_lock_that_user_name_out_for_a_while(settings):
         admin_client.post("/admin/login/", {"username": "root", "password": "guess"})
     refused = admin_client.post("/admin/login/", {"username": "root", "password": "guess"}).content.decode()
     assert "Too many sign-in attempts" in refused
+
+
+def test_a_selection_of_nodes_opens_the_plan_form_with_exactly_them(fleet):
+    client = signed_in("olga", "operator")
+    listing = client.get("/nodes/?cluster=east").content.decode()
+    assert 'name="node_id"' in listing and "Plan a rollout of the selected nodes" in listing
+    e1, e2 = Node.objects.get(name="e1"), Node.objects.get(name="e2")
+    page = client.get("/rollouts/new/", {"node_id": [e1.pk, e2.pk]}).content.decode()
+    assert 'value="east" selected' in page and ">e1 e2</textarea>" in page
+    w1 = Node.objects.get(name="w1")
+    mixed = client.get("/rollouts/new/", {"node_id": [e1.pk, w1.pk]}).content.decode()
+    assert "the selected nodes are in 2 clusters (east, west)" in mixed
+
+
+def test_drift_is_adopted_from_the_node_page_by_an_operator_only(fleet):
+    from core.models import AuditEvent
+
+    node = Node.objects.get(name="e2")
+    Node.objects.filter(pk=node.pk).update(
+        desired_flags={"enable-cri": "true"},
+        observed_via="audit",
+        observed_at="2026-12-01T00:00:00Z",
+        drift=True,
+        drift_details=[{"field": "kubelet_flags", "key": "enable-cri", "desired": "true", "observed": "false"}],
+    )
+    viewer = signed_in("vera")
+    assert "Adopt what the node has" not in viewer.get(f"/nodes/{node.pk}/").content.decode()
+    assert viewer.post(f"/nodes/{node.pk}/adopt/").status_code == 403
+    operator = signed_in("olga", "operator")
+    page = operator.get(f"/nodes/{node.pk}/").content.decode()
+    assert "Adopt what the node has" in page and "Put it back" in page
+    assert "intent=shared" in page and "nodes=e2" in page  # the put-back rollout, prefilled
+    response = operator.post(f"/nodes/{node.pk}/adopt/")
+    assert response.status_code == 302
+    node.refresh_from_db()
+    assert node.desired_flags == {"enable-cri": "false"} and not node.drift
+    assert node.desired_source == "adopted from the node by user:olga"
+    event = AuditEvent.objects.get(verb="adopt-observed")
+    assert event.before["desired_flags"] == {"enable-cri": "true"} and event.after["drift"] == []
+    prefilled = operator.get(
+        "/rollouts/new/", {"cluster": "east", "nodes": "e2", "intent": "shared", "canary_count": "0"}
+    ).content.decode()
+    assert ">e2</textarea>" in prefilled and 'name="canary_count" type="number" min="0" value="0"' in prefilled
