@@ -348,6 +348,8 @@ PIDNS_OPERATION_MAX_ATTEMPTS = envint("PIDNS_OPERATION_MAX_ATTEMPTS", 3)
 # A drain whose evictions a disruption budget refuses tries again, at most this many seconds apart
 # (kubectl drain waits 5 s).
 PIDNS_DRAIN_RETRY_MAX = float(env("PIDNS_DRAIN_RETRY_MAX", "5"))
+# Container restarts on a canary node since its change beyond which the canary is not healthy.
+PIDNS_CANARY_MAX_RESTARTS = envint("PIDNS_CANARY_MAX_RESTARTS", 0)
 # Seconds before a failed webhook delivery is tried again, doubling with each try (six tries).
 PIDNS_WEBHOOK_BACKOFF = float(env("PIDNS_WEBHOOK_BACKOFF", "10"))
 # Where the dashboard is reached (https://pidns.example.com), for links in notifications.

@@ -60,6 +60,7 @@ class KubePod:
     terminating: bool
     phase: str
     created: datetime | None
+    restarts: int = 0
 
     @property
     def key(self) -> str:
@@ -253,4 +254,5 @@ def _pod(item) -> KubePod:
         terminating=item.metadata.deletion_timestamp is not None,
         phase=(item.status.phase if item.status else "") or "",
         created=item.metadata.creation_timestamp,
+        restarts=sum(c.restart_count or 0 for c in ((item.status.container_statuses if item.status else None) or [])),
     )

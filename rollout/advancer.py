@@ -25,6 +25,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
+from core.events import event_record
+
+from . import analysis
 from .locks import rollout_lock, status_for_write
 from .models import NodeOperation, OperationState, Rollout, RolloutStatus
 from .states import APPLY, CORDON, FORWARD, OPERATION, OPERATION_ACTIVE, ROLLBACK
@@ -90,6 +93,25 @@ def hand_over(operation: NodeOperation, now: datetime) -> Handover:
     return Handover(dispatched=dispatched, needs_advance=not dispatched)
 
 
+def _canary_evidence(rollout: Rollout) -> dict:
+    """The canary's evidence, gathered once when its wave ends (kept on the rollout, shown on the
+    approval step) and written to the audit log."""
+    if rollout.canary_evidence is not None:
+        return rollout.canary_evidence
+    evidence = analysis.gather(rollout)
+    Rollout.objects.filter(pk=rollout.pk).update(canary_evidence=evidence)
+    rollout.canary_evidence = evidence
+    event_record(
+        actor=ACTOR,
+        verb="canary-analysed",
+        object_type="rollout",
+        object_id=rollout.pk,
+        object_repr=rollout.name,
+        after={"healthy": evidence["healthy"], "problems": analysis.problems_of(evidence)[:10]},
+    )
+    return evidence
+
+
 def _counts(ops: QuerySet) -> dict[str, int]:
     return dict(ops.order_by().values_list("state").annotate(n=Count("id")))
 
@@ -130,11 +152,34 @@ def _advance_forward(rollout: Rollout, now: datetime) -> Advance:
         if (
             rollout.current_wave == 0
             and rollout.canary_count
-            and rollout.pause_after_canary
+            and (rollout.pause_after_canary or rollout.canary_analysis)
             and not rollout.canary_approved
         ):
-            transition(rollout, "await-approval", actor=ACTOR, reason="the canary wave is done; approve to go on")
-            return Advance()
+            evidence = _canary_evidence(rollout)
+            if not rollout.canary_analysis:
+                transition(rollout, "await-approval", actor=ACTOR, reason="the canary wave is done; approve to go on")
+                return Advance()
+            if not evidence["healthy"]:
+                OPERATION.apply(ops.filter(state=OperationState.PENDING), "cancel", finished_at=now)
+                reason = "canary analysis failed: " + "; ".join(analysis.problems_of(evidence)[:5])
+                if rollout.auto_rollback:
+                    rollout = transition(
+                        rollout, "auto-rollback", actor=ACTOR, verb="rollback", reason=f"{reason}; rolling back"
+                    )
+                    create_rollback_operations(rollout)
+                    return _advance_rollback(rollout, now)
+                _finish(rollout, "fail", reason, now)
+                return Advance()
+            Rollout.objects.filter(pk=rollout.pk).update(canary_approved=True)
+            rollout.canary_approved = True
+            event_record(
+                actor=ACTOR,
+                verb="canary-promoted",
+                object_type="rollout",
+                object_id=rollout.pk,
+                object_repr=rollout.name,
+                after={"nodes": len(evidence["nodes"])},
+            )
         if rollout.soak_seconds:
             if rollout.soak_until is None:
                 Rollout.objects.filter(pk=rollout.pk).update(

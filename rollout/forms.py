@@ -26,7 +26,7 @@ TEXT_FIELDS = (
     "drain",
     "drain_timeout",
 )
-CHECKBOXES = ("auto_rollback", "pause_after_canary", "delete_emptydir_data", "start")
+CHECKBOXES = ("auto_rollback", "pause_after_canary", "canary_analysis", "delete_emptydir_data", "start")
 # Where each error of the API's input lands in the form (by the form field's name).
 ERROR_FIELDS = {
     "selector.labels": "labels",

@@ -48,6 +48,11 @@ class Rollout(models.Model):
     max_failures = models.PositiveIntegerField(default=0)
     auto_rollback = models.BooleanField(default=True)
     pause_after_canary = models.BooleanField(default=False)
+    canary_analysis = models.BooleanField(
+        default=False,
+        help_text="Decide on the canary's evidence: go on when healthy, roll back (or stop) when not.",
+    )
+    canary_evidence = models.JSONField(null=True, blank=True, help_text="What the canary analysis saw.")
     window = models.JSONField(null=True, blank=True)
     busy_policy = models.CharField(max_length=8, default="refuse", choices=[("refuse", "refuse"), ("wait", "wait")])
     drain = models.BooleanField(

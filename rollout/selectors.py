@@ -320,7 +320,14 @@ def rollout_timeline(rollout: Rollout, now=None) -> dict[str, Any]:
             "seconds": (span["ended"] - span["started"]).total_seconds() if done and span["started"] else None,
             "after": [],
         }
-        if wave == 0 and rollout.canary_count and rollout.pause_after_canary and wave != last:
+        if wave == 0 and rollout.canary_count and rollout.canary_analysis and wave != last:
+            evidence = rollout.canary_evidence
+            if evidence is None:
+                entry["after"].append(("analysis", "then the canary's health decides whether the rollout goes on"))
+            else:
+                verdict = "healthy: the rollout went on" if evidence["healthy"] else "not healthy: the rollout stopped"
+                entry["after"].append(("analysis", f"canary analysis: {verdict}"))
+        elif wave == 0 and rollout.canary_count and rollout.pause_after_canary and wave != last:
             if "approve" in approvals:
                 when, actor = approvals["approve"]
                 entry["after"].append(("approval", f"approved {when:%Y-%m-%d %H:%M:%S %Z} by {actor}"))

@@ -39,6 +39,7 @@ def rollout_create(
     drain: bool | None = None,
     drain_timeout: int = 600,
     delete_emptydir_data: bool = False,
+    canary_analysis: bool = False,
 ) -> Rollout:
     """Create a draft rollout of ``change`` (or of a mode ``intent``) with one pending operation per
     targeted node (skipped ones are recorded with their reason). Refuses nodes busy in another
@@ -77,6 +78,7 @@ def rollout_create(
         drain=drain,
         drain_timeout=drain_timeout,
         delete_emptydir_data=delete_emptydir_data,
+        canary_analysis=canary_analysis,
         predicted_seconds=preview["predicted_seconds"],
         created_by=actor,
     )
@@ -177,6 +179,7 @@ def rollout_submit(*, actor: str, data: dict[str, Any], start: bool = False) -> 
         drain=data.get("drain"),
         drain_timeout=data.get("drain_timeout", 600),
         delete_emptydir_data=data.get("delete_emptydir_data", False),
+        canary_analysis=data.get("canary_analysis", False),
     )
     return rollout_start(actor=actor, rollout=rollout) if start else rollout
 

@@ -327,7 +327,7 @@ class SimCluster:
                     {
                         "name": "app",
                         "ready": ready,
-                        "restartCount": 0,
+                        "restartCount": self._restarts(pod),
                         "image": "simfleet/app",
                         "imageID": "docker://sha256:simfleet",
                         "started": True,
@@ -338,6 +338,14 @@ class SimCluster:
                 "startTime": rfc3339(pod.created),
             },
         }
+
+    def _restarts(self, pod: Pod) -> int:
+        """A node whose fault says its pods crash under new settings: the pods created after its
+        kubelet restarted report that many restarts."""
+        node = self.nodes[pod.node]
+        if node.restarts and node.spec.faults.pod_restarts and pod.created >= node.restarted_at:
+            return node.spec.faults.pod_restarts
+        return 0
 
     def workload_json(self, kind: str, namespace: str, name: str) -> dict | None:
         """A DaemonSet, ReplicaSet or Deployment, as ``kubectl drain`` reads owners."""

@@ -60,6 +60,7 @@ class SimNode:
         # Set by the fleet: run the stand-in soon (the helper just requested a restart).
         self.schedule_sync = lambda delay: None
         self.restarts = 0
+        self.restarted_at = 0.0  # wall clock of the last kubelet restart
         self.lock = threading.Lock()
         self.kube = None  # the node's SimCluster when its cluster serves a Kubernetes API
 
@@ -143,6 +144,7 @@ class SimNode:
             self.restart_seen = marker
             if restarted:
                 self.restarts += 1
+                self.restarted_at = time.time()
                 # A kubelet given a gate it refuses does not start: its pods run on as they were
                 # (Docker keeps them), and nothing new is created until it starts again.
                 self.kubelet_error = self.refusal()

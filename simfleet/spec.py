@@ -34,7 +34,9 @@ real one does: only a drain moves them to the new mode.
 Faults: ``unreachable``, ``latency_ms`` (fixed) or ``latency_ms: [min, max]`` (random),
 ``apply_fails``, ``verify_never_converges``, ``engine_too_old``, ``flapping_seconds`` (reachability
 toggles with this period), ``restart_ms`` (how long the kubelet takes to restart), ``refuses_gates``
-(gates this kubelet refuses at start although the catalog knows them: a vendor build without them).
+(gates this kubelet refuses at start although the catalog knows them: a vendor build without them),
+``pod_restarts`` (with a Kubernetes API: the pods the node runs after its kubelet restarted report
+this many container restarts, an app that crashes under the new settings).
 ``config_gates`` are the ``featureGates`` of the node's KubeletConfiguration. A kubelet given a gate
 it refuses (unknown, removed, not yet, or locked against its default) does not start.
 """
@@ -74,6 +76,7 @@ FAULT_KEYS = {
     "flapping_seconds",
     "restart_ms",
     "refuses_gates",
+    "pod_restarts",
 }
 NODE_KEYS = {
     "name",
@@ -115,6 +118,7 @@ class Faults:
     flapping_seconds: float = 0.0
     restart_ms: float = 0.0
     refuses_gates: tuple[str, ...] = ()
+    pod_restarts: int = 0
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,7 @@ def _faults(raw: Any, where: str) -> Faults:
         flapping_seconds=float(raw.get("flapping_seconds", 0) or 0),
         restart_ms=float(raw.get("restart_ms", 0) or 0),
         refuses_gates=tuple(str(name) for name in raw.get("refuses_gates") or ()),
+        pod_restarts=int(raw.get("pod_restarts", 0) or 0),
     )
 
 

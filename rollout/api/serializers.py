@@ -75,6 +75,11 @@ class RolloutInputSerializer(serializers.Serializer):
         min_value=10, max_value=86_400, default=600, help_text="seconds a node's drain may take"
     )
     delete_emptydir_data = serializers.BooleanField(default=False, help_text="evict pods with emptyDir volumes too")
+    canary_analysis = serializers.BooleanField(
+        default=False,
+        help_text="decide on the canary's evidence (verified, Ready, restarts): go on when healthy, roll back "
+        "(or stop, without auto_rollback) when not",
+    )
     start = serializers.BooleanField(default=False, help_text="start at once")
 
     def validate(self, attrs):
@@ -254,6 +259,8 @@ class RolloutSerializer(serializers.ModelSerializer):
             "drain",
             "drain_timeout",
             "delete_emptydir_data",
+            "canary_analysis",
+            "canary_evidence",
             "selector",
             "predicted_seconds",
             "created_by",

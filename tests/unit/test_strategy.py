@@ -67,20 +67,21 @@ def test_window_time_zone():
 
 
 @pytest.mark.parametrize(
-    "raw",
+    ("raw", "field"),
     [
-        {"start": "9", "end": "10:00"},
-        {"start": "09:00", "end": "09:00"},
-        {"start": "09:00", "end": "10:00", "tz": "Mars/Olympus"},
-        {"days": ["someday"], "start": "09:00", "end": "10:00"},
-        {"start": "09:00", "end": "10:00", "colour": "red"},
-        "always",
+        ({"start": "9", "end": "10:00"}, "window.start"),
+        ({"start": "09:00", "end": "25:00"}, "window.end"),
+        ({"start": "09:00", "end": "09:00"}, "window.end"),
+        ({"start": "09:00", "end": "10:00", "tz": "Mars/Olympus"}, "window.tz"),
+        ({"days": ["someday"], "start": "09:00", "end": "10:00"}, "window.days"),
+        ({"start": "09:00", "end": "10:00", "colour": "red"}, "window"),
+        ("always", "window"),
     ],
 )
-def test_window_rejects(raw):
+def test_window_rejects_naming_the_part(raw, field):
     with pytest.raises(StrategyError) as excinfo:
         Window.parse(raw)
-    assert excinfo.value.field == "window"
+    assert excinfo.value.field == field
 
 
 def test_predicted_seconds():
