@@ -28,6 +28,7 @@ urlpatterns = [
     path("gates/", node_views.GateCatalogPage.as_view(), name="gate-catalog-page"),
     path("gates/upgrade-check/", node_views.UpgradeCheckPage.as_view(), name="upgrade-check-page"),
     path("clusters/<str:name>/gates/", node_views.ClusterGatesPage.as_view(), name="cluster-gates-page"),
+    path("clusters/<str:name>/history/", node_views.ClusterHistoryPage.as_view(), name="cluster-history-page"),
     path("audits/", node_views.AuditListPage.as_view(), name="audit-list-page"),
     path("audits/<int:pk>/", node_views.AuditDetailPage.as_view(), name="audit-page"),
     path("events/", core_views.EventListPage.as_view(), name="event-list-page"),

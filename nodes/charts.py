@@ -118,3 +118,47 @@ def gate_strip(
             )
         )
     return Strip(name, tuple(spans))
+
+
+@dataclass(frozen=True)
+class Column:
+    label: str  # the moment, in words with its time zone
+    x: float
+    width: float
+    segments: tuple[Segment, ...]  # y and height in Segment.x / Segment.width, percent of the height
+    drift_y: float | None
+
+
+@dataclass(frozen=True)
+class HistoryChart:
+    columns: tuple[Column, ...]
+    peak: int
+    text: str
+
+
+def history_chart(name: str, points: Sequence[Mapping], label) -> HistoryChart:
+    """One stacked column per point (nodes by observed mode, bottom up in ``MODE_ORDER``) on a
+    common scale, and the drifting nodes as a line across them. ``label(moment)`` words each
+    point's moment."""
+    peak = max([sum(p["modes"].values()) for p in points] + [1])
+    width = 100.0 / max(1, len(points))
+    columns = []
+    for index, point in enumerate(points):
+        y, segments = 100.0, []
+        labels = [k for k in MODE_ORDER if point["modes"].get(k)] + sorted(
+            k for k in point["modes"] if k not in MODE_ORDER and point["modes"][k]
+        )
+        for mode in labels:
+            height = 100.0 * point["modes"][mode] / peak
+            y -= height
+            segments.append(
+                Segment(mode, point["modes"][mode], round(y, 3), round(height, 3), MODE_COLOURS.get(mode, "#999"))
+            )
+        drift_y = round(100.0 - 100.0 * point["drift"] / peak, 3) if point["drift"] else None
+        columns.append(
+            Column(label(point["at"]), round(index * width, 3), round(width * 0.9, 3), tuple(segments), drift_y)
+        )
+    last = points[-1] if points else {"modes": {}, "drift": 0}
+    now_text = ", ".join(f"{n} {m}" for m, n in last["modes"].items()) or "no node read"
+    text = f"{name}: {len(points)} moments; at the last, {now_text}; {last['drift']} drifting"
+    return HistoryChart(tuple(columns), peak, text)

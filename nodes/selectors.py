@@ -205,3 +205,55 @@ def fleet_overview(*, cluster: Cluster | None = None) -> dict[str, Any]:
     if ttl > 0:
         cache.set(key, data, ttl)
     return data
+
+
+HISTORY_RANGES = {"24h": (24 * 3600, 24), "7d": (7 * 86400, 28), "30d": (30 * 86400, 30)}
+
+
+def cluster_history(cluster: Cluster, range_key: str = "24h", now=None) -> list[dict[str, Any]]:
+    """The cluster's nodes by observed mode, and how many drifted, at the end of each step of the
+    range, from the stored observations: each node counts as its last reading up to that moment
+    (a node never read before the range starts counts from its first reading in it). One query for
+    the readings in the range, one for each node's last reading before it."""
+    from datetime import timedelta
+
+    from django.db.models import OuterRef, Subquery
+    from django.utils import timezone
+
+    from .models import NodeObservation
+
+    seconds, steps = HISTORY_RANGES[range_key]
+    now = now or timezone.now()
+    start = now - timedelta(seconds=seconds)
+    step = timedelta(seconds=seconds / steps)
+    readings = NodeObservation.objects.filter(node__cluster=cluster)
+    before = NodeObservation.objects.filter(node=OuterRef("pk"), observed_at__lt=start).order_by("-observed_at", "-id")
+    state: dict[int, tuple[str, bool]] = {}
+    for node_id, mode, drift in (
+        Node.objects.filter(cluster=cluster)
+        .annotate(
+            last_mode=Subquery(before.values("observed_pid_namespace")[:1]),
+            last_drift=Subquery(before.values("drift")[:1]),
+        )
+        .filter(last_mode__isnull=False)
+        .values_list("id", "last_mode", "last_drift")
+    ):
+        state[node_id] = (mode, bool(drift))
+    in_range = (
+        readings.filter(observed_at__gte=start, observed_at__lte=now)
+        .order_by("observed_at", "id")
+        .values_list("node_id", "observed_at", "observed_pid_namespace", "drift")
+    )
+    points: list[dict[str, Any]] = []
+    rows = iter(in_range.iterator(chunk_size=5000))
+    pending = next(rows, None)
+    for index in range(1, steps + 1):
+        end = start + step * index
+        while pending is not None and pending[1] <= end:
+            state[pending[0]] = (pending[2], pending[3])
+            pending = next(rows, None)
+        modes: dict[str, int] = {}
+        for mode, _ in state.values():
+            modes[mode] = modes.get(mode, 0) + 1
+        points.append({"at": end, "modes": modes, "drift": sum(1 for _, drift in state.values() if drift)})
+    return points

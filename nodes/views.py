@@ -30,7 +30,7 @@ from rollout.selectors import fingerprint, rollouts_with_counts
 
 from . import audits, selectors, services
 from .api.filters import NodeFilter, kubelet_line_of, runtime_line_of
-from .charts import gate_strip, stacked_bar
+from .charts import gate_strip, history_chart, stacked_bar
 from .decisions import expected_mode, node_decision
 from .models import AUDIT_ACTIVE_STATES, Audit, Cluster, Node, NodeObservation
 from .tasks import audit_enqueue
@@ -340,6 +340,45 @@ class ClusterGatesPage(ViewerPage):
             gate_drift = [d for d in node.drift_details if d.get("field") == "feature_gates"]
             rows.append({"node": node, "desired": desired, "drift": gate_drift})
         context.update(cluster=cluster, rows=rows, drifting=sum(1 for r in rows if r["drift"]))
+        return context
+
+
+class ClusterHistoryPage(ViewerPage):
+    """A cluster's nodes by observed mode, and its drift, over a time range, from the stored
+    readings (server-drawn SVG, with the numbers beside it)."""
+
+    template_name = "nodes/cluster_history.html"
+
+    def get_context_data(self, **kwargs):
+        from datetime import datetime
+
+        from django.utils import timezone
+
+        context = super().get_context_data(**kwargs)
+        cluster = selectors.cluster_named(kwargs["name"])
+        if cluster is None:
+            raise Http404("no such cluster")
+        chosen = self.request.GET.get("range", "24h")
+        if chosen not in selectors.HISTORY_RANGES:
+            chosen = "24h"
+        now = timezone.now()
+        zone = timezone.get_current_timezone()
+
+        def label(moment: datetime) -> str:
+            ago = now - moment
+            hours = int(ago.total_seconds() // 3600)
+            words = "now" if ago.total_seconds() < 60 else f"{hours} h ago" if hours < 48 else f"{hours // 24} days ago"
+            return f"{timezone.localtime(moment, zone):%b %d %H:%M %Z} ({words})"
+
+        points = selectors.cluster_history(cluster, chosen, now=now)
+        context.update(
+            cluster=cluster,
+            ranges=list(selectors.HISTORY_RANGES),
+            chosen=chosen,
+            points=[{**p, "label": label(p["at"])} for p in points],
+            chart=history_chart(cluster.name, points, label),
+            zone=timezone.localtime(now, zone).strftime("%Z"),
+        )
         return context
 
 

@@ -189,6 +189,7 @@ def test_every_page_labels_its_controls_and_describes_its_charts(page, live_serv
         "audits": "/audits/",
         "audit": f"/audits/{audit.pk}/",
         "audit-log": "/events/",
+        "cluster-history": "/clusters/east/history/?range=7d",
     }
     for name, path in pages.items():
         response = page.goto(f"{live_server.url}{path}")
@@ -231,7 +232,16 @@ def test_every_page_and_the_api_docs_pass_the_content_security_policy(page, live
     page.on("pageerror", lambda error: violations.append(str(error)))
     sign_in(page, live_server, "cora")
     page.get_by_role("heading", name="Fleet overview").wait_for()
-    for path in ("/", "/nodes/", "/rollouts/", "/rollouts/new/?cluster=east", "/what-if/", "/audits/", "/events/"):
+    for path in (
+        "/",
+        "/nodes/",
+        "/rollouts/",
+        "/rollouts/new/?cluster=east",
+        "/what-if/",
+        "/audits/",
+        "/events/",
+        "/clusters/east/history/",
+    ):
         page.goto(f"{live_server.url}{path}")
         page.wait_for_load_state("networkidle")
     page.goto(f"{live_server.url}/api/docs/")

@@ -234,3 +234,41 @@ def test_drift_is_adopted_from_the_node_page_by_an_operator_only(fleet):
         "/rollouts/new/", {"cluster": "east", "nodes": "e2", "intent": "shared", "canary_count": "0"}
     ).content.decode()
     assert ">e2</textarea>" in prefilled and 'name="canary_count" type="number" min="0" value="0"' in prefilled
+
+
+def test_a_clusters_history_counts_each_node_as_its_last_reading(fleet):
+    from datetime import timedelta
+
+    from nodes import selectors
+    from nodes.models import NodeObservation
+
+    east, _ = fleet
+    now = timezone.now()
+    e1, e2, e3 = (Node.objects.get(name=n) for n in ("e1", "e2", "e3"))
+
+    def seen(node, hours_ago, mode, drift=False):
+        NodeObservation.objects.create(
+            node=node,
+            observed_at=now - timedelta(hours=hours_ago),
+            reachable=True,
+            observed_pid_namespace=mode,
+            drift=drift,
+        )
+
+    seen(e1, 30, "isolated")  # before the range: counts from the start
+    seen(e1, 10, "shared")  # a rollout made it shared ten hours ago
+    seen(e2, 20, "isolated")
+    seen(e2, 5, "isolated", drift=True)
+    points = selectors.cluster_history(east, "24h", now=now)
+    assert len(points) == 24
+    assert points[0]["modes"] == {"isolated": 1} and points[0]["drift"] == 0  # e1 only; e2 not read yet
+    assert points[5]["modes"] == {"isolated": 2}  # 18 h ago: e2 was read 20 h ago
+    assert points[15]["modes"] == {"shared": 1, "isolated": 1}  # 8 h ago
+    assert points[-1]["modes"] == {"shared": 1, "isolated": 1} and points[-1]["drift"] == 1
+    assert e3.pk not in {o.node_id for o in NodeObservation.objects.all()}
+
+    page = signed_in("viewer").get("/clusters/east/history/?range=24h").content.decode()
+    assert 'data-testid="history-chart"' in page and "UTC" in page and "h ago)" in page
+    assert "at the last, 1 shared, 1 isolated; 1 drifting" in page
+    assert signed_in("viewer2").get("/clusters/nowhere/history/").status_code == 404
+    assert "last 7d" in signed_in("viewer3").get("/clusters/east/history/?range=bogus").content.decode()

@@ -490,7 +490,8 @@ def test_a_step_longer_than_the_lease_keeps_it_while_it_runs(sim, settings):
 
     from django.db import connection
 
-    settings.PIDNS_OPERATION_LEASE_SECONDS = 1
+    # A lease of a few seconds, renewed every third of it: a loaded machine's pauses stay well inside.
+    settings.PIDNS_OPERATION_LEASE_SECONDS = 3
     fleet, cluster = sim(node_group("n-{i}", count=1, kubelet_flags=ISOLATED_16))
     rollout = create(cluster)
     advancer.rollout_advance(rollout_id=rollout.pk)
@@ -498,14 +499,14 @@ def test_a_step_longer_than_the_lease_keeps_it_while_it_runs(sim, settings):
 
     class SlowEngine(DockerEngineDriver):
         def apply(self, *args, **kwargs):
-            time.sleep(2.5)  # an engine slower than the lease, within its own timeout
+            time.sleep(7)  # an engine much slower than the lease, within its own timeout
             return super().apply(*args, **kwargs)
 
     taken = []
 
     def another_worker():
         try:
-            deadline = time.monotonic() + 2.4
+            deadline = time.monotonic() + 6.9
             while time.monotonic() < deadline and not taken:
                 if operations.operation_claim(operation_id=op.pk, worker="other") is not None:
                     taken.append(time.monotonic())
