@@ -377,6 +377,7 @@ class ClusterHistoryPage(ViewerPage):
             chosen=chosen,
             points=[{**p, "label": label(p["at"])} for p in points],
             chart=history_chart(cluster.name, points, label),
+            read_any=any(p["modes"] for p in points),
             zone=timezone.localtime(now, zone).strftime("%Z"),
         )
         return context

@@ -175,6 +175,24 @@ def test_every_page_labels_its_controls_and_describes_its_charts(page, live_serv
         actor="user:test", name="east to shared", cluster=east, intent="shared", strategy=Strategy()
     )
     audit = Audit.objects.create(requested_by="user:test", cluster=east, status="succeeded", total=3, done=3)
+    # A week of readings for the history page: the cluster moved to shared, one node drifted a while.
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from nodes.models import NodeObservation
+
+    now = timezone.now()
+    for index, name in enumerate(("e1", "e2", "e3")):
+        for hours in range(0, 7 * 24, 12):
+            mode = "shared" if hours < 60 - 20 * index else "isolated"
+            NodeObservation.objects.create(
+                node=Node.objects.get(name=name),
+                observed_at=now - timedelta(hours=hours, minutes=index),
+                reachable=True,
+                observed_pid_namespace=mode,
+                drift=name == "e3" and 24 < hours < 72,
+            )
     node = Node.objects.get(name="e2")
     account("olga", "operator")
     sign_in(page, live_server, "olga")

@@ -271,4 +271,6 @@ def test_a_clusters_history_counts_each_node_as_its_last_reading(fleet):
     assert 'data-testid="history-chart"' in page and "UTC" in page and "h ago)" in page
     assert "at the last, 1 shared, 1 isolated; 1 drifting" in page
     assert signed_in("viewer2").get("/clusters/nowhere/history/").status_code == 404
+    empty = signed_in("viewer4").get("/clusters/west/history/").content.decode()
+    assert 'data-testid="history-empty"' in empty and 'data-testid="history-chart"' not in empty
     assert "last 7d" in signed_in("viewer3").get("/clusters/east/history/?range=bogus").content.decode()
