@@ -309,19 +309,33 @@ class FakeEngine:
         )
         self.start(sandbox_id)
         for index in range(node.spec.containers):
-            host_config = {"NetworkMode": f"container:{sandbox_id}"}
-            if mode == "shared":
-                host_config["PidMode"] = f"container:{sandbox_id}"
-            app_id = self.create(
-                {
-                    "Image": IMAGE,
-                    "Cmd": APP_CMD,
-                    "Labels": _pod_labels(node, pod_name, CONTAINER, sandbox_id),
-                    "HostConfig": host_config,
-                },
-                f"k8s_app{index}_{pod_name}_{sandbox_id[:8]}",
-            )
-            self.start(app_id)
+            self.create_app(pod_name, sandbox_id, index, mode)
+
+    def create_app(self, pod_name: str, sandbox_id: str, index: int, mode: str) -> None:
+        """One app container of a pod, in ``mode`` (joined to the sandbox's PID namespace or not)."""
+        host_config = {"NetworkMode": f"container:{sandbox_id}"}
+        if mode == "shared":
+            host_config["PidMode"] = f"container:{sandbox_id}"
+        app_id = self.create(
+            {
+                "Image": IMAGE,
+                "Cmd": APP_CMD,
+                "Labels": _pod_labels(self.node, pod_name, CONTAINER, sandbox_id),
+                "HostConfig": host_config,
+            },
+            f"k8s_app{index}_{pod_name}_{sandbox_id[:8]}_{next(self._ids)}",
+        )
+        self.start(app_id)
+
+    def dead_apps(self) -> list[tuple[str, str, str]]:
+        """(container id, sandbox id, pod name) of app containers that exited in a running pod."""
+        found = []
+        for container in self.containers.values():
+            labels = container.config.get("Labels") or {}
+            sandbox = self.containers.get(labels.get(SANDBOX_LABEL, ""))
+            if labels.get(TYPE_LABEL) == CONTAINER and not container.running and sandbox and sandbox.running:
+                found.append((container.id, sandbox.id, labels.get(POD_NAME_LABEL, "")))
+        return found
 
     def remove_pod(self, sandbox_id: str) -> None:
         for container in list(self.containers.values()):
@@ -447,19 +461,35 @@ class RealEngine:
         )
         self.api.start(sandbox_id)
         for index in range(node.spec.containers):
-            host_config = {"NetworkMode": "none"}
-            if mode == "shared":
-                host_config["PidMode"] = f"container:{sandbox_id}"
-            app_id = self.create(
-                {
-                    "Image": IMAGE,
-                    "Cmd": APP_CMD,
-                    "Labels": _pod_labels(node, pod_name, CONTAINER, sandbox_id),
-                    "HostConfig": host_config,
-                },
-                f"{node.spec.name}-app{index}-{pod_name}-{secrets.token_hex(3)}",
-            )
-            self.api.start(app_id)
+            self.create_app(pod_name, sandbox_id, index, mode)
+
+    def create_app(self, pod_name: str, sandbox_id: str, index: int, mode: str) -> None:
+        host_config = {"NetworkMode": "none"}
+        if mode == "shared":
+            host_config["PidMode"] = f"container:{sandbox_id}"
+        app_id = self.create(
+            {
+                "Image": IMAGE,
+                "Cmd": APP_CMD,
+                "Labels": _pod_labels(self.node, pod_name, CONTAINER, sandbox_id),
+                "HostConfig": host_config,
+            },
+            f"{self.node.spec.name}-app{index}-{pod_name}-{secrets.token_hex(3)}",
+        )
+        self.api.start(app_id)
+
+    def dead_apps(self) -> list[tuple[str, str, str]]:
+        exited = self.api.containers(
+            all=True, filters={"label": [self.node_label, f"{TYPE_LABEL}={CONTAINER}"], "status": "exited"}
+        )
+        running = {
+            c["Id"] for c in self.api.containers(filters={"label": [self.node_label, f"{TYPE_LABEL}={SANDBOX}"]})
+        }
+        return [
+            (c["Id"], c["Labels"][SANDBOX_LABEL], c["Labels"].get(POD_NAME_LABEL, ""))
+            for c in exited
+            if c["Labels"].get(SANDBOX_LABEL) in running
+        ]
 
     def remove_pod(self, sandbox_id: str) -> None:
         listed = self.api.containers(all=True, filters={"label": [self.node_label, f"{SANDBOX_LABEL}={sandbox_id}"]})

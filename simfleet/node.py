@@ -175,7 +175,7 @@ class SimNode:
     def _run_bound_pods(self) -> None:
         """With a Kubernetes API: run exactly the pods bound to this node. A new pod starts in the
         mode the kubelet runs now; a running one keeps its mode (a restart leaves it alone); a pod
-        that left the node (evicted, deleted) is removed."""
+        that left the node (evicted, deleted) is removed; a crashed app container is restarted."""
         wanted = {pod.name for pod in self.kube.pods_on(self.spec.name)}
         running = set()
         for pod in self.backend.pod_states():
@@ -188,3 +188,9 @@ class SimNode:
                 running.add(pod.name)
         for name in sorted(wanted - running):
             self.backend.create_pod(name, self.effective_mode)
+        # An app container that exited in a running pod is started again, like the kubelet does, in
+        # the mode the kubelet runs now: a pod created before a change then holds containers of
+        # both modes (a mixed pod).
+        for container_id, sandbox_id, pod_name in self.backend.dead_apps():
+            self.backend.remove(container_id, force=True)
+            self.backend.create_app(pod_name, sandbox_id, 0, self.effective_mode)

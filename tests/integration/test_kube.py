@@ -506,3 +506,27 @@ def test_a_drained_rollout_on_the_real_engine_moves_every_pod_proven_by_ps(run_f
     modes = pod_modes(fleet, sim_cluster)
     assert len(modes) == 4 and set(modes.values()) == {"shared"}
     assert not any(sim_cluster.unschedulable.values())
+
+
+def test_a_container_restarting_in_an_undrained_pod_makes_it_mixed_and_the_audit_says_so(kube_sim, settings):
+    """A real kubelet restarts a crashed container inside its running pod with the settings it runs
+    now: on a node changed without a drain, that pod holds containers of both modes."""
+    import docker
+
+    settings.PIDNS_VERIFY_TIMEOUT = 1
+    fleet, sim_cluster = kube_sim(1, [{"kind": "Deployment", "name": "web", "replicas": 1}], containers=2)
+    cluster = Cluster.objects.get(name="kc")
+    drive(create(cluster, drain=False, canary_count=1, auto_rollback=False, max_failures=1))
+    assert set(pod_modes(fleet, sim_cluster).values()) == {"isolated"}  # the restart left the pod alone
+    node = Node.objects.get(name="kc-01")
+    api = docker.APIClient(base_url=node.docker_endpoint.replace("tcp://", "http://"), version="1.24")
+    apps = api.containers(filters={"label": ["io.kubernetes.docker.type=container"]})
+    api.kill(apps[0]["Id"])  # one app container crashes; the kubelet starts it again
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and set(pod_modes(fleet, sim_cluster).values()) != {"mixed"}:
+        time.sleep(0.1)
+    assert set(pod_modes(fleet, sim_cluster).values()) == {"mixed"}
+    call_command("audit", quiet=True, stdout=io.StringIO())
+    node.refresh_from_db()
+    assert node.observed_pid_namespace == "mixed" and node.drift
+    assert any(d["field"] == "observed_pid_namespace" and d["observed"] == "mixed" for d in node.drift_details)
