@@ -93,6 +93,18 @@ def hand_over(operation: NodeOperation, now: datetime) -> Handover:
     return Handover(dispatched=dispatched, needs_advance=not dispatched)
 
 
+def _stop(rollout: Rollout, ops: QuerySet, reason: str, now: datetime) -> Advance:
+    """Stop going forward: nothing pending starts; every changed node is rolled back when the
+    rollout rolls back automatically, else the rollout fails, saying why."""
+    OPERATION.apply(ops.filter(state=OperationState.PENDING), "cancel", finished_at=now)
+    if rollout.auto_rollback:
+        rollout = transition(rollout, "auto-rollback", actor=ACTOR, verb="rollback", reason=f"{reason}; rolling back")
+        create_rollback_operations(rollout)
+        return _advance_rollback(rollout, now)
+    _finish(rollout, "fail", reason, now)
+    return Advance()
+
+
 def _canary_evidence(rollout: Rollout) -> dict:
     """The canary's evidence, gathered once when its wave ends (kept on the rollout, shown on the
     approval step) and written to the audit log."""
@@ -128,16 +140,8 @@ def _advance_forward(rollout: Rollout, now: datetime) -> Advance:
     if failed > rollout.max_failures:
         if in_flight:
             return Advance()  # let the operations in flight land first
-        OPERATION.apply(ops.filter(state=OperationState.PENDING), "cancel", finished_at=now)
         reason = f"failure budget exceeded: {failed} failed, at most {rollout.max_failures} allowed"
-        if rollout.auto_rollback:
-            rollout = transition(
-                rollout, "auto-rollback", actor=ACTOR, verb="rollback", reason=f"{reason}; rolling back"
-            )
-            create_rollback_operations(rollout)
-            return _advance_rollback(rollout, now)
-        _finish(rollout, "fail", reason, now)
-        return Advance()
+        return _stop(rollout, ops, reason, now)
     pending = ops.filter(state=OperationState.PENDING)
     next_op = pending.order_by("wave", "id").first()
     if next_op is None:
@@ -160,16 +164,8 @@ def _advance_forward(rollout: Rollout, now: datetime) -> Advance:
                 transition(rollout, "await-approval", actor=ACTOR, reason="the canary wave is done; approve to go on")
                 return Advance()
             if not evidence["healthy"]:
-                OPERATION.apply(ops.filter(state=OperationState.PENDING), "cancel", finished_at=now)
                 reason = "canary analysis failed: " + "; ".join(analysis.problems_of(evidence)[:5])
-                if rollout.auto_rollback:
-                    rollout = transition(
-                        rollout, "auto-rollback", actor=ACTOR, verb="rollback", reason=f"{reason}; rolling back"
-                    )
-                    create_rollback_operations(rollout)
-                    return _advance_rollback(rollout, now)
-                _finish(rollout, "fail", reason, now)
-                return Advance()
+                return _stop(rollout, ops, reason, now)
             Rollout.objects.filter(pk=rollout.pk).update(canary_approved=True)
             rollout.canary_approved = True
             event_record(
