@@ -40,7 +40,6 @@ from nodes.observations import Reading, record_reading
 
 from .models import NodeOperation, OperationState, Rollout
 from .operations import (
-    KUBELET_REFUSED,
     STEPS,
     _again,
     _expected_mode,
@@ -48,7 +47,9 @@ from .operations import (
     _plan_rollback,
     _ready_after,
     _record_verified,
+    _refused,
     _Step,
+    _succeeded,
 )
 from .states import APPLY, CORDON, DRAIN, FORWARD, UNCORDON, may_write
 
@@ -166,12 +167,9 @@ def verify_drained(op: NodeOperation, driver: Driver, state: dict) -> _Step:
     target = dict(op.target_flags or {})
     if not state.get("ready"):
         facts = driver.facts(endpoint)
-        if facts.kubelet_status.startswith("failed") and (facts.kubelet_args == target or not facts.kubelet_args):
-            record_reading(Reading(node, facts=facts), via=ObservedVia.VERIFY)
-            return _Step(
-                action="fail",
-                fields={"error_code": KUBELET_REFUSED, "error": f"the kubelet does not start: {facts.kubelet_status}"},
-            )
+        refused = _refused(op, facts)
+        if refused is not None:
+            return refused
         running = (facts.kubelet_status == "running" and facts.kubelet_args == target) or (
             not facts.kubelet_status and not state.get("wrote")
         )
@@ -193,7 +191,7 @@ def verify_drained(op: NodeOperation, driver: Driver, state: dict) -> _Step:
     expected = _expected_mode(op)
     if not expected:
         proof = [f"kubelet running with {render_args(target) or 'no managed flags'}; node Ready"]
-        return _Step(action="succeed", fields={"after_flags": op.target_flags, "proof": proof, "verify_state": state})
+        return _succeeded(op, proof, state)
     pods = [pod for pod in kube.pods_on(node.name) if not pod.terminating]
     bound = {pod.name for pod in pods}
     if sum(1 for pod in pods if pod.owner_kind == "DaemonSet") < state.get("recreated", 0):
@@ -204,14 +202,12 @@ def verify_drained(op: NodeOperation, driver: Driver, state: dict) -> _Step:
         _record_verified(op, driver, poll, state)
         flags = render_args(target)
         proof = [f"no pods on the node after the drain; the kubelet runs with {flags}, so pods start {expected}"]
-        return _Step(action="succeed", fields={"after_flags": op.target_flags, "proof": proof, "verify_state": state})
+        return _succeeded(op, proof, state)
     if bound <= seen and poll.mode == expected:
         proof = driver.prove(endpoint, poll, expected)
         if proof is not None:
             _record_verified(op, driver, poll, state)
-            return _Step(
-                action="succeed", fields={"after_flags": op.target_flags, "proof": proof, "verify_state": state}
-            )
+            return _succeeded(op, proof, state)
     if op.deadline and now >= op.deadline:
         _record_verified(op, driver, poll, state)
         return _Step(

@@ -388,6 +388,27 @@ def _conflict(op: NodeOperation, driver: Driver, endpoint) -> _Step:
 # --- verify -----------------------------------------------------------------------------------------
 
 
+def _succeeded(op: NodeOperation, proof: list[str], state: dict | None = None) -> _Step:
+    """The end of a verification that found the node as the operation wanted it."""
+    fields: dict[str, Any] = {"after_flags": op.target_flags, "proof": proof}
+    if state is not None:
+        fields["verify_state"] = state
+    return _Step(action="succeed", fields=fields)
+
+
+def _refused(op: NodeOperation, facts: ObservedFacts) -> _Step | None:
+    """The kubelet's unit says it does not start with the flags written (or with none recorded):
+    the operation fails at once, with the node's reading recorded. None while that is not so."""
+    target = dict(op.target_flags or {})
+    if not facts.kubelet_status.startswith("failed") or (facts.kubelet_args and facts.kubelet_args != target):
+        return None
+    record_reading(Reading(op.node, facts=facts), via=ObservedVia.VERIFY)
+    return _Step(
+        action="fail",
+        fields={"error_code": KUBELET_REFUSED, "error": f"the kubelet does not start: {facts.kubelet_status}"},
+    )
+
+
 def _verify(op: NodeOperation, driver: Driver, worker: str) -> _Step:
     state = dict(op.verify_state or {})
     if state.get("wait_for") == "drained":
@@ -413,9 +434,7 @@ def _verify_pods(op: NodeOperation, driver: Driver, state: dict) -> _Step:
             proof = driver.prove(endpoint, poll, expected)
             if proof is not None:
                 _record_verified(op, driver, poll, state)
-                return _Step(
-                    action="succeed", fields={"after_flags": op.target_flags, "proof": proof, "verify_state": state}
-                )
+                return _succeeded(op, proof, state)
     now = timezone.now()
     if op.deadline and now >= op.deadline:
         _record_verified(op, driver, poll, state)
@@ -466,21 +485,18 @@ def _verify_kubelet(op: NodeOperation, driver: Driver, state: dict) -> _Step:
     target = dict(op.target_flags or {})
     started_with = facts.kubelet_args == target
     now = timezone.now()
-    if facts.kubelet_status.startswith("failed") and (started_with or not facts.kubelet_args):
-        record_reading(Reading(op.node, facts=facts), via=ObservedVia.VERIFY)
-        return _Step(
-            action="fail",
-            fields={"error_code": KUBELET_REFUSED, "error": f"the kubelet does not start: {facts.kubelet_status}"},
-        )
+    refused = _refused(op, facts)
+    if refused is not None:
+        return refused
     if facts.kubelet_status == "running" and started_with:
         _ready_after(op, state)
         record_reading(Reading(op.node, facts=facts), via=ObservedVia.VERIFY)
         proof = [f"kubelet {facts.kubelet_version} running with {render_args(target) or 'no managed flags'}"]
-        return _Step(action="succeed", fields={"after_flags": op.target_flags, "proof": proof, "verify_state": state})
+        return _succeeded(op, proof, state)
     if not facts.kubelet_status and not state.get("wrote"):
         # A node whose kubelet unit records nothing, and nothing was changed: nothing to wait for.
         record_reading(Reading(op.node, facts=facts), via=ObservedVia.VERIFY)
-        return _Step(action="succeed", fields={"after_flags": op.target_flags, "proof": ["flags already written"]})
+        return _succeeded(op, ["flags already written"])
     if op.deadline and now >= op.deadline:
         record_reading(Reading(op.node, facts=facts), via=ObservedVia.VERIFY)
         seen = facts.kubelet_status or "no kubelet status recorded on the node"
